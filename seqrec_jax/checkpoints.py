@@ -1,0 +1,94 @@
+"""Orbax checkpoints of a train state plus JSON-serialisable extras (data iterator, progress).
+
+Restores are strict: the saved tree must have exactly the structure, shapes and dtypes of the
+target, or a `CheckpointMismatchError` names the first entry that differs.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+class CheckpointMismatchError(ValueError):
+  pass
+
+
+def _entry_name(path) -> str:
+  """`a.0.b` for a key path, whatever mix of dict keys, attributes and indices it holds."""
+  parts = [getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))) for k in path]
+  return ".".join(str(p) for p in parts)
+
+
+def _describe(tree) -> dict[str, tuple]:
+  flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+  return {
+      _entry_name(path): (tuple(np.shape(leaf)), str(np.dtype(getattr(leaf, "dtype", type(leaf)))))
+      for path, leaf in flat
+  }
+
+
+def check_same_layout(saved, target, where: str) -> None:
+  saved_d, target_d = _describe(saved), _describe(target)
+  for key in sorted(set(saved_d) | set(target_d)):
+    if saved_d.get(key) != target_d.get(key):
+      raise CheckpointMismatchError(
+          f"{where}: entry {key} is {saved_d.get(key, 'missing')} in the checkpoint but "
+          f"{target_d.get(key, 'missing')} in the model being restored"
+      )
+
+
+class Checkpointer:
+  """Keeps the newest `max_to_keep` checkpoints of one run under `directory`."""
+
+  def __init__(self, directory: str | pathlib.Path, max_to_keep: int = 2):
+    self.directory = pathlib.Path(directory).absolute()
+    self.manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+        item_handlers={"state": ocp.StandardCheckpointHandler(), "extra": ocp.JsonCheckpointHandler()},
+    )
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self.manager.all_steps())
+
+  def save(self, step: int, state, extra: dict) -> None:
+    self.manager.save(
+        step,
+        args=ocp.args.Composite(state=ocp.args.StandardSave(state), extra=ocp.args.JsonSave(extra)),
+        force=True,
+    )
+    self.manager.wait_until_finished()
+
+  def restore(self, target_state, step: int | None = None):
+    """Restore `(state, extra)` at `step` (default latest) into the layout of `target_state`."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint under {self.directory}")
+    metadata = self.manager.item_metadata(step)["state"]
+    saved_tree = getattr(metadata, "tree", metadata)
+    check_same_layout(_metadata_as_arrays(saved_tree), target_state, f"checkpoint {self.directory}/{step}")
+    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target_state)
+    restored = self.manager.restore(
+        step,
+        args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), extra=ocp.args.JsonRestore()),
+    )
+    return restored["state"], restored["extra"]
+
+  def close(self) -> None:
+    self.manager.wait_until_finished()
+    self.manager.close()
+
+
+def _metadata_as_arrays(tree):
+  """Orbax array metadata -> ShapeDtypeStructs, comparable with a target tree."""
+  return jax.tree_util.tree_map(
+      lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype), tree,
+      is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"),
+  )

@@ -1,0 +1,158 @@
+"""SASRec and BERT4Rec: one pre-LayerNorm transformer, two masking regimes.
+
+Both models map item ids `input_ids[B, L]` (0 = padding, sequences right-aligned so the most
+recent item sits at position L-1) to hidden states `[B, L, d]`; scores over the catalogue are
+`hidden @ item_embedding.T` (tied weights, `SequentialRecommender.item_logits`).
+
+Every block's output and its attention and MLP outputs are reachable by name through
+`capture_intermediates` (see `layer_names`), e.g. `blocks_0/__call__`,
+`blocks_0/attention/__call__`, `blocks_0/mlp/__call__`, `final_norm/__call__`.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+PAD_ID = 0
+MODEL_KINDS = ("sasrec", "bert4rec")
+
+
+@struct.dataclass
+class ModelConfig:
+  """Hyperparameters of a sequential recommender (frozen; use `.replace`)."""
+
+  kind: str = struct.field(pytree_node=False, default="sasrec")  # "sasrec" | "bert4rec"
+  num_items: int = struct.field(pytree_node=False, default=0)  # V: ids 1..V-1 are items, 0 pads
+  max_len: int = struct.field(pytree_node=False, default=64)  # L, positions per sequence
+  hidden_dim: int = struct.field(pytree_node=False, default=64)  # d
+  num_blocks: int = struct.field(pytree_node=False, default=2)
+  num_heads: int = struct.field(pytree_node=False, default=2)
+  mlp_dim: int = struct.field(pytree_node=False, default=256)  # MLP hidden width (4 d)
+  dropout_rate: float = struct.field(pytree_node=False, default=0.1)
+  deterministic: bool = struct.field(pytree_node=False, default=True)  # True disables dropout
+  dtype: str = struct.field(pytree_node=False, default="float32")  # activation / matmul dtype
+
+  @property
+  def mask_token(self) -> int:
+    """BERT4Rec's [MASK] id: one past the last item."""
+    return self.num_items
+
+  @property
+  def vocab_size(self) -> int:
+    """Rows of the embedding table (BERT4Rec adds the mask token)."""
+    return self.num_items + (1 if self.kind == "bert4rec" else 0)
+
+  @property
+  def causal(self) -> bool:
+    return self.kind == "sasrec"
+
+
+def layer_names(config: ModelConfig) -> list[str]:
+  """Names of the capturable layers, in forward order (`/`-joined module paths)."""
+  names = []
+  for i in range(config.num_blocks):
+    names += [f"blocks_{i}/attention", f"blocks_{i}/mlp", f"blocks_{i}"]
+  return names + ["final_norm"]
+
+
+class Mlp(nn.Module):
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    cfg = self.config
+    h = nn.Dense(cfg.mlp_dim, dtype=cfg.dtype, name="fc_in")(x)
+    h = nn.gelu(h)
+    h = nn.Dense(x.shape[-1], dtype=cfg.dtype, name="fc_out")(h)
+    return nn.Dropout(cfg.dropout_rate)(h, deterministic=cfg.deterministic)
+
+
+class Attention(nn.Module):
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
+    cfg = self.config
+    h = nn.MultiHeadDotProductAttention(
+        num_heads=cfg.num_heads,
+        dtype=cfg.dtype,
+        dropout_rate=cfg.dropout_rate,
+        deterministic=cfg.deterministic,
+        name="self_attention",
+    )(x, x, mask=mask)
+    return nn.Dropout(cfg.dropout_rate)(h, deterministic=cfg.deterministic)
+
+
+class TransformerBlock(nn.Module):
+  """Pre-LN block (GPT-2 style): x + attn(ln(x)), then + mlp(ln(x))."""
+
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
+    x = x + Attention(self.config, name="attention")(nn.LayerNorm(name="ln_attention")(x), mask)
+    return x + Mlp(self.config, name="mlp")(nn.LayerNorm(name="ln_mlp")(x))
+
+
+def attention_mask(input_ids: jax.Array, causal: bool) -> jax.Array:
+  """`[B, 1, L, L]` boolean mask built from ids (never from embeddings)."""
+  real = input_ids != PAD_ID
+  mask = nn.make_attention_mask(real, real)
+  if causal:
+    mask = nn.combine_masks(mask, nn.make_causal_mask(input_ids))
+  return mask
+
+
+class SequentialRecommender(nn.Module):
+  """SASRec (causal) or BERT4Rec (bidirectional), chosen by `config.kind`."""
+
+  config: ModelConfig
+
+  def setup(self):
+    cfg = self.config
+    if cfg.kind not in MODEL_KINDS:
+      raise ValueError(f"model kind must be one of {MODEL_KINDS}, got {cfg.kind!r}")
+    init = nn.initializers.normal(stddev=0.02)
+    self.item_embedding = nn.Embed(cfg.vocab_size, cfg.hidden_dim, embedding_init=init)
+    self.position_embedding = nn.Embed(cfg.max_len, cfg.hidden_dim, embedding_init=init)
+    self.embed_dropout = nn.Dropout(cfg.dropout_rate)
+    self.blocks = [TransformerBlock(cfg) for _ in range(cfg.num_blocks)]
+    self.final_norm = nn.LayerNorm()
+
+  def __call__(self, input_ids: jax.Array) -> jax.Array:
+    """`input_ids[B, L]` int32 -> hidden states `[B, L, d]`."""
+    cfg = self.config
+    positions = jnp.arange(input_ids.shape[-1])
+    x = self.item_embedding(input_ids) + self.position_embedding(positions)
+    x = self.embed_dropout(x, deterministic=cfg.deterministic).astype(cfg.dtype)
+    mask = attention_mask(input_ids, cfg.causal)
+    for block in self.blocks:
+      x = block(x, mask)
+    return self.final_norm(x)
+
+  def item_embeddings(self) -> jax.Array:
+    """The output table `[V, d]` (tied to the input embedding; excludes the mask token)."""
+    return self.item_embedding.embedding[: self.config.num_items]
+
+  def hidden_and_table(self, input_ids: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Hidden states `[B, L, d]` and the output table `[V, d]` in one apply."""
+    return self(input_ids), self.item_embeddings()
+
+  def item_logits(self, hidden: jax.Array) -> jax.Array:
+    """Scores `[..., V]` for hidden states `[..., d]`; padding id 0 scores -inf."""
+    table = self.item_embeddings().astype(hidden.dtype)
+    logits = (hidden @ table.T).astype(jnp.float32)
+    return logits.at[..., PAD_ID].set(-jnp.inf)
+
+
+def make_model(config: ModelConfig, *, train: bool = False) -> SequentialRecommender:
+  return SequentialRecommender(config.replace(deterministic=not train))
+
+
+def init_params(config: ModelConfig, rng: jax.Array):
+  model = make_model(config)
+  dummy = jnp.zeros((1, config.max_len), jnp.int32).at[:, -1].set(1)
+  return model.init(rng, dummy)["params"]
