@@ -47,7 +47,9 @@ def training_windows(seqs: Sequences, window: int, stride: int) -> np.ndarray:
 
 
 def sasrec_example(window: np.ndarray) -> dict[str, np.ndarray]:
-  return {"input_ids": window[:-1], "labels": window[1:]}
+  inputs = window[:-1]
+  # No label where the input is padding: the first item has no history to predict it from.
+  return {"input_ids": inputs, "labels": np.where(inputs != PAD_ID, window[1:], PAD_ID)}
 
 
 def bert4rec_example(

@@ -87,7 +87,7 @@ def train_step(state: TrainState, batch, fns: StepFns, axis_name: str | None = N
   model_state = state.model_state
   if fns.update_model_state is not None:
     model_state = fns.update_model_state(model_state, aux.stats, psum)
-  metrics = {"loss": psum(loss_sum) / total, "grad_norm": optax.global_norm(grads)}
+  metrics = {"loss": psum(loss_sum) / total, "grad_norm": optax.tree_utils.tree_l2_norm(grads)}
   metrics.update({k: psum(v) / total for k, v in aux.metrics.items()})
   new_state = state.replace(
       step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state
