@@ -87,12 +87,16 @@ def train_step(state: TrainState, batch, fns: StepFns, axis_name: str | None = N
   model_state = state.model_state
   if fns.update_model_state is not None:
     model_state = fns.update_model_state(model_state, aux.stats, psum)
-  metrics = {"loss": psum(loss_sum) / total, "grad_norm": optax.tree_utils.tree_l2_norm(grads)}
+  metrics = {"loss": psum(loss_sum) / total, "grad_norm": _global_norm(grads)}
   metrics.update({k: psum(v) / total for k, v in aux.metrics.items()})
   new_state = state.replace(
       step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state
   )
   return new_state, metrics
+
+
+def _global_norm(tree) -> jax.Array:
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(tree)))
 
 
 class Parallel:
