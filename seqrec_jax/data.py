@@ -150,17 +150,42 @@ def _token_codes(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     codes: int64 [n] in 0..k-1; vocab: str [k], the distinct tokens, `vocab[codes] == tokens`.
     The order is numeric if every token is a canonical integer, else lexicographic.
   """
-  if tokens.dtype.kind in "iu":
-    uniq, codes = np.unique(tokens, return_inverse=True)
-    return codes.astype(np.int64).reshape(-1), uniq.astype(str)
-  ints = _canonical_ints(tokens)
+  ints = tokens if tokens.dtype.kind in "iu" else _canonical_ints(tokens)
   if ints is not None:
-    uniq, codes = np.unique(ints, return_inverse=True)
-    return codes.astype(np.int64).reshape(-1), uniq.astype(str)
+    codes, uniq = _dense_codes(ints)
+    return codes, uniq.astype(str)
   uniq, codes = np.unique(tokens, return_inverse=True)
   if uniq.dtype.kind == "S":
     uniq = np.char.decode(uniq, "utf-8")
   return codes.astype(np.int64).reshape(-1), uniq.astype(str)
+
+
+def _dense_codes(ints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """`np.unique(ints, return_inverse=True)` reversed: (codes int64 [n], sorted distinct [k]).
+
+  Small non-negative ids (the usual case) are numbered with a presence table in O(n).
+  """
+  if len(ints) and ints.min() >= 0 and ints.max() <= 4 * len(ints) + 1024:
+    present = np.zeros(int(ints.max()) + 1, dtype=bool)
+    present[ints] = True
+    rank = np.cumsum(present) - 1
+    return rank[ints].astype(np.int64), np.flatnonzero(present).astype(ints.dtype)
+  uniq, codes = np.unique(ints, return_inverse=True)
+  return codes.astype(np.int64).reshape(-1), uniq
+
+
+def _sort_order(user_codes: np.ndarray, timestamps: np.ndarray) -> np.ndarray | None:
+  """int64 [n] stable order by (user, timestamp), or None if the rows are already in it."""
+  if timestamps.dtype.kind in "iu" and len(timestamps):
+    t0, t1 = int(timestamps.min()), int(timestamps.max())
+    span = t1 - t0 + 1
+    if (int(user_codes.max()) + 1) * span < 2**62:
+      key = user_codes * span + (timestamps - t0)
+      if np.all(key[1:] >= key[:-1]):
+        return None
+      return np.argsort(key, kind="stable")
+  order = np.argsort(timestamps, kind="stable")
+  return order[np.argsort(user_codes[order], kind="stable")]
 
 
 def _canonical_ints(tokens: np.ndarray) -> np.ndarray | None:
@@ -195,27 +220,27 @@ def _build(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray,
   if num_dropped:
     logging.info("Dropped %d users with a single interaction (of %d users).", num_dropped,
                  len(user_vocab))
-  keep_row = keep_user[user_codes]
-  user_codes, item_codes, timestamps = user_codes[keep_row], item_codes[keep_row], timestamps[
-      keep_row]
-  new_user = np.cumsum(keep_user) - 1
-  user_codes = new_user[user_codes]
+    keep_row = keep_user[user_codes]
+    user_codes, item_codes, timestamps = (
+        user_codes[keep_row], item_codes[keep_row], timestamps[keep_row])
+    user_codes = (np.cumsum(keep_user) - 1)[user_codes]
   user_ids = user_vocab[keep_user]
 
-  used_items, item_codes = np.unique(item_codes, return_inverse=True)
+  item_codes, used_items = _dense_codes(item_codes)
   item_ids = np.concatenate([np.array([PAD_TOKEN]), all_item_ids[used_items]]).astype(str)
 
-  # Two stable sorts: by time, then by user; equal (user, time) keep file order.
-  order = np.argsort(timestamps, kind="stable")
-  order = order[np.argsort(user_codes[order], kind="stable")]
-  stored_ts = timestamps[order]
+  # Equal (user, time) keep file order: the sort is stable.
+  order = _sort_order(user_codes, timestamps)
+  if order is not None:
+    item_codes, timestamps = item_codes[order], timestamps[order]
+  stored_ts = timestamps
   if stored_ts.dtype.kind == "f":
     stored_ts = np.floor(stored_ts)
   offsets = np.zeros(len(user_ids) + 1, dtype=np.int64)
   np.cumsum(np.bincount(user_codes, minlength=len(user_ids)), out=offsets[1:])
   interactions = Interactions(
       offsets=offsets,
-      items=(item_codes.reshape(-1)[order] + 1).astype(np.int32),
+      items=(item_codes + 1).astype(np.int32),
       timestamps=stored_ts.astype(np.int64),
       num_items=len(item_ids),
       user_ids=user_ids.astype(str),
@@ -343,8 +368,8 @@ class _Table:
   buf: np.ndarray  # uint8 [num_bytes]
   line_start: np.ndarray  # int64 [n]
   line_end: np.ndarray  # int64 [n], exclusive
-  first_delim: np.ndarray  # int64 [n], index into `delims` of each line's first delimiter
-  delims: np.ndarray  # int64 [num_delimiters], byte positions
+  first_sep: np.ndarray  # int64 [n], index into `seps` of each line's first separator
+  seps: np.ndarray  # int64 [num_separators], byte positions of delimiters and newlines
   num_fields: int
   line_numbers: np.ndarray
   header: tuple[str, ...] | None
@@ -355,8 +380,8 @@ class _Table:
 
   def bounds(self, j: int) -> tuple[np.ndarray, np.ndarray]:
     """int64 [n] start and end byte positions of field j on every line."""
-    start = self.line_start if j == 0 else self.delims[self.first_delim + j - 1] + 1
-    end = self.line_end if j == self.num_fields - 1 else self.delims[self.first_delim + j]
+    start = self.line_start if j == 0 else self.seps[self.first_sep + j - 1] + 1
+    end = self.seps[self.first_sep + j]
     return start, end
 
   def column(self, j: int) -> np.ndarray:
@@ -370,8 +395,43 @@ class _Table:
                       line=int(self.line_numbers[i]))
     return _gather_fields(self.buf, start, lengths)
 
+  def int_column(self, j: int, *, canonical: bool) -> np.ndarray | None:
+    """int64 [n] if every field j is 1-18 ASCII digits, else None (then use `column`).
+
+    With `canonical`, "0" is accepted but leading zeros ("07") are not, so that the numbers
+    print back as the original tokens.
+    """
+    start, end = self.bounds(j)
+    return _parse_digits(self.buf, start, end - start, canonical=canonical)
+
   def line_text(self, i: int) -> bytes:
     return self.buf[self.line_start[i]:self.line_end[i]].tobytes()
+
+
+def _parse_digits(buf: np.ndarray, start: np.ndarray, lengths: np.ndarray, *,
+                  canonical: bool) -> np.ndarray | None:
+  """int64 [n] from decimal digit fields `buf[start:start + lengths]`; None if any is not one."""
+  if len(start) == 0:
+    return None
+  shortest, longest = int(lengths.min()), int(lengths.max())
+  if shortest < 1 or longest > 18:
+    return None
+  if canonical and longest > 1 and ((buf[start] == ord("0")) & (lengths > 1)).any():
+    return None
+  # Right to left: the k-th last digit is worth 10**k; fields shorter than k + 1 add nothing.
+  value = np.zeros(len(start), dtype=np.int64)
+  pos = start + lengths - 1
+  zero = np.uint8(ord("0"))
+  for k in range(longest):  # loops over digit positions, not rows
+    digit = np.take(buf, np.maximum(pos, 0) if k >= shortest else pos)
+    digit -= zero  # wraps around for bytes below "0"
+    if k >= shortest:
+      digit *= lengths > k
+    if digit.max() > 9:
+      return None
+    value += digit * np.int64(10**k)
+    pos -= 1
+  return value
 
 
 def _gather_fields(buf: np.ndarray, start: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -380,10 +440,12 @@ def _gather_fields(buf: np.ndarray, start: np.ndarray, lengths: np.ndarray) -> n
   width = int(lengths.max()) if n else 0
   if width == 0:
     return np.zeros(n, dtype="S1")
-  out = np.zeros((n, width), dtype=np.uint8)
+  out = np.empty((n, width), dtype=np.uint8)
+  last = len(buf) - 1
   for k in range(width):  # loops over character positions (a few), not rows
-    has = lengths > k
-    out[has, k] = buf[start[has] + k]
+    byte = np.take(buf, np.minimum(start + k, last))
+    byte *= lengths > k  # NUL pads the short fields, as the `S` dtype expects
+    out[:, k] = byte
   return out.view(f"S{width}").reshape(n)
 
 
@@ -406,7 +468,7 @@ def _split_table(path: pathlib.Path, data: bytes, *, delimiter: str, header: boo
     what: describes the expected content for the empty-file error.
   """
   _check_encoding(data, path, encoding)
-  if not data.strip():
+  if not data or data.isspace():
     raise DataError(f"empty file: expected {what or 'delimited lines'}", file=path, line=1)
   if b"\r" in data:
     data = data.replace(b"\r\n", b"\n")
@@ -421,16 +483,18 @@ def _split_table(path: pathlib.Path, data: bytes, *, delimiter: str, header: boo
   if missing_final_newline:
     data += b"\n"
   buf = np.frombuffer(data, dtype=np.uint8)
-  newlines = np.flatnonzero(buf == ord("\n"))
-  line_start = np.concatenate([[0], newlines[:-1] + 1]).astype(np.int64)
-  line_end = newlines.astype(np.int64)
-  line_numbers = np.arange(1, len(newlines) + 1, dtype=np.int64)
-  nonblank = line_end > line_start
-  line_start, line_end, line_numbers = line_start[nonblank], line_end[nonblank], line_numbers[
-      nonblank]
-  delims = np.flatnonzero(buf == delim[0]).astype(np.int64)
-  first_delim = np.searchsorted(delims, line_start)
-  fields_per_line = np.searchsorted(delims, line_end) - first_delim + 1
+  # One scan finds every separator; line i's are seps[first_sep[i]:last_sep[i] + 1], the
+  # last one its newline.
+  seps = np.flatnonzero((buf == ord("\n")) | (buf == delim[0]))
+  last_sep = np.flatnonzero(buf[seps] == ord("\n"))
+  first_sep = np.concatenate([[0], last_sep[:-1] + 1])
+  line_start = np.concatenate([[0], seps[last_sep[:-1]] + 1])
+  line_numbers = np.arange(1, len(last_sep) + 1, dtype=np.int64)
+  nonblank = seps[last_sep] > line_start
+  line_start, first_sep, last_sep, line_numbers = (
+      line_start[nonblank], first_sep[nonblank], last_sep[nonblank], line_numbers[nonblank])
+  line_end = seps[last_sep]
+  fields_per_line = last_sep - first_sep + 1
 
   header_names, header_line = None, None
   if header:
@@ -452,10 +516,10 @@ def _split_table(path: pathlib.Path, data: bytes, *, delimiter: str, header: boo
         f"expected {num_fields} fields separated by {delimiter!r}, found {found}{hint}: "
         f"{_shorten(data[line_start[i]:line_end[i]])}", file=path, line=int(line_numbers[i]))
   if header:
-    line_start, line_end, line_numbers, first_delim = (
-        line_start[1:], line_end[1:], line_numbers[1:], first_delim[1:])
+    line_start, line_end, line_numbers, first_sep = (
+        line_start[1:], line_end[1:], line_numbers[1:], first_sep[1:])
   return _Table(path=path, buf=buf, line_start=line_start, line_end=line_end,
-                first_delim=first_delim, delims=delims, num_fields=num_fields,
+                first_sep=first_sep, seps=seps, num_fields=num_fields,
                 line_numbers=line_numbers, header=header_names, header_line=header_line)
 
 
@@ -475,12 +539,13 @@ def _column_index(table: _Table, column: str | int, what: str) -> int:
   return column
 
 
-def _check_duplicated_header(table: _Table, columns: Sequence[int]) -> None:
+def _check_duplicated_header(table: _Table, columns: Mapping[int, np.ndarray]) -> None:
+  """Raises at the first line whose fields in `columns` (index -> bytes [n]) equal the header."""
   if table.header is None:
     return
   repeated = np.ones(len(table), dtype=bool)
-  for j in columns:
-    repeated &= table.column(j) == table.header[j].encode()
+  for j, col in columns.items():
+    repeated &= col == table.header[j].encode()
   if repeated.any():
     i = int(np.argmax(repeated))
     raise DataError(f"duplicated header: expected a data line, found the header "
@@ -488,9 +553,8 @@ def _check_duplicated_header(table: _Table, columns: Sequence[int]) -> None:
                     file=table.path, line=int(table.line_numbers[i]))
 
 
-def _id_column(table: _Table, j: int, what: str, *, integer: bool) -> np.ndarray:
-  """bytes [n] tokens (or int64 [n] if `integer`) of column j; empty or malformed ids raise."""
-  col = table.column(j)
+def _id_column(table: _Table, col: np.ndarray, what: str, *, integer: bool) -> np.ndarray:
+  """bytes [n] tokens (or int64 [n] if `integer`) of a column; empty or malformed ids raise."""
   empty = col == b""
   if empty.any():
     i = int(np.argmax(empty))
@@ -538,9 +602,8 @@ def _parse_datetime_token(v: bytes) -> np.datetime64:
   return x
 
 
-def _timestamp_column(table: _Table, j: int, what: str = "timestamp") -> np.ndarray:
-  """int64 or float64 [n] seconds from integer, decimal or ISO date-time text in column j."""
-  col = table.column(j)
+def _timestamp_column(table: _Table, col: np.ndarray, what: str = "timestamp") -> np.ndarray:
+  """int64 or float64 [n] seconds from integer, decimal or ISO date-time text (bytes [n])."""
   try:
     return col.astype(np.int64)
   except (ValueError, OverflowError):
@@ -578,10 +641,16 @@ def _read_interactions(path: pathlib.Path, *, delimiter: str, header: bool, enco
   if len(table) == 0:
     raise DataError("expected interaction lines after the header, found none", file=path,
                     line=table.header_line)
-  _check_duplicated_header(table, (ju, ji, jt))
-  users = _id_column(table, ju, "user id", integer=integer_ids)
-  items = _id_column(table, ji, "item id", integer=integer_ids)
-  timestamps = _timestamp_column(table, jt)
+  # Digits-only columns are parsed straight from the bytes; the others go through `column`.
+  ints = {j: table.int_column(j, canonical=not integer_ids and j != jt) for j in (ju, ji, jt)}
+  text = {j: table.column(j) for j, v in ints.items() if v is None}
+  if len(text) == 3:  # a repeated header can only hide in non-numeric columns
+    _check_duplicated_header(table, text)
+  users = ints[ju] if ints[ju] is not None else _id_column(table, text[ju], "user id",
+                                                           integer=integer_ids)
+  items = ints[ji] if ints[ji] is not None else _id_column(table, text[ji], "item id",
+                                                           integer=integer_ids)
+  timestamps = ints[jt] if ints[jt] is not None else _timestamp_column(table, text[jt])
   return users, items, timestamps
 
 
@@ -703,19 +772,19 @@ def _resolve(data_dir: pathlib.Path, path: str | os.PathLike) -> pathlib.Path:
   return path if path.is_absolute() else data_dir / path
 
 
-def _csv_sources(data_dir: pathlib.Path, *, interactions_path: str | os.PathLike,
-                 attributes_path: str | os.PathLike | None = None, **_) -> list[pathlib.Path]:
-  paths = [_resolve(data_dir, interactions_path)]
-  if attributes_path is not None:
-    paths.append(_resolve(data_dir, attributes_path))
+def _csv_sources(data_dir: pathlib.Path, *, interactions_file: str | os.PathLike,
+                 attributes_file: str | os.PathLike | None = None, **_) -> list[pathlib.Path]:
+  paths = [_resolve(data_dir, interactions_file)]
+  if attributes_file is not None:
+    paths.append(_resolve(data_dir, attributes_file))
   return paths
 
 
 def _load_csv(
     data_dir: pathlib.Path,
     *,
-    interactions_path: str | os.PathLike,
-    attributes_path: str | os.PathLike | None = None,
+    interactions_file: str | os.PathLike,
+    attributes_file: str | os.PathLike | None = None,
     delimiter: str = ",",
     header: bool = True,
     encoding: str = "utf-8",
@@ -736,14 +805,14 @@ def _load_csv(
   if unknown_attribute_items not in ("error", "skip"):
     raise ValueError("unknown_attribute_items must be 'error' or 'skip', found "
                      f"{unknown_attribute_items!r}")
-  path = _resolve(data_dir, interactions_path)
+  path = _resolve(data_dir, interactions_file)
   users, items, timestamps = _read_interactions(
       path, delimiter=delimiter, header=header, encoding=encoding, user=user_column,
       item=item_column, timestamp=timestamp_column, integer_ids=False)
   interactions, all_item_ids = _build(users, items, timestamps)
   attributes = None
-  if attributes_path is not None:
-    apath = _resolve(data_dir, attributes_path)
+  if attributes_file is not None:
+    apath = _resolve(data_dir, attributes_file)
     records = read_attribute_csv(
         apath, delimiter=attributes_delimiter or delimiter,
         header=header if attributes_header is None else attributes_header, encoding=encoding,
@@ -1070,18 +1139,18 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None,
         `ratings.csv` + `movies.csv`. Downloaded from GroupLens if absent and reachable.
         Same options as ml-100k.
       * "csv": generic delimited files. Options:
-        `interactions_path` (required; relative to `data_dir` or absolute),
+        `interactions_file` (required; relative to `data_dir` or absolute),
         `delimiter=","`, `header=True`, `encoding="utf-8"`,
         `user_column="user"`, `item_column="item"`, `timestamp_column="timestamp"` (names,
         or 0-based positions when `header=False`),
-        `attributes_path=None`, `attributes_delimiter=None` (default: `delimiter`),
+        `attributes_file=None`, `attributes_delimiter=None` (default: `delimiter`),
         `attributes_header=None` (default: `header`), `attribute_item_column="item"`,
         `title_column="title"` (None: titles are the raw ids), `attributes_column="attributes"`,
         `attribute_separator="|"`, `none_values=("(no genres listed)",)`,
         `unknown_attribute_items="error"` ("skip" to log and ignore attribute rows for items
         that never occur in the interactions), `dataset_name="csv"` (the Dataset's name).
-        Music4All: `interactions_path="listening_history.csv", delimiter="\\t",
-        item_column="song", attributes_path="id_genres.csv", attribute_item_column="id",
+        Music4All: `interactions_file="listening_history.csv", delimiter="\\t",
+        item_column="song", attributes_file="id_genres.csv", attribute_item_column="id",
         title_column=None, attributes_column="genres", attribute_separator=",",
         unknown_attribute_items="skip"` (its timestamps are ISO date-times).
       * "synthetic": `seqrec_jax.synthetic.make_synthetic(**options)`; never cached.

@@ -99,9 +99,9 @@ def test_generic_csv_tokens_and_options(tmp_path):
          "ann\tsQ\t2019-01-01 00:00:00\nann\tsB\t2018-12-31 23:59:59\n")
   _write(tmp_path / "genres.tsv", "id\tgenres\nsA\trock,pop\nsZ\tjazz\nsB\t\nunused\tpop\n")
   ds = load_dataset(
-      "csv", data_dir=tmp_path, cache_dir=tmp_path / "cache", interactions_path="hist.tsv",
+      "csv", data_dir=tmp_path, cache_dir=tmp_path / "cache", interactions_file="hist.tsv",
       delimiter="\t", user_column="who", item_column="song", timestamp_column="when",
-      attributes_path="genres.tsv", attribute_item_column="id", title_column=None,
+      attributes_file="genres.tsv", attribute_item_column="id", title_column=None,
       attributes_column="genres", attribute_separator=",", unknown_attribute_items="skip")
   _check_invariants(ds)
   # Equal timestamps keep file order (sA before sQ); non-numeric ids sort as text.
@@ -119,7 +119,7 @@ def test_generic_csv_headerless_positions_and_decimal_timestamps(tmp_path):
   _write(tmp_path / "x.csv", "9;a;x;3.75\n9;b;x;3.25\n10;a;x;881250949.0\n10;c;x;881250949\n"
          "2;c;x;1\n2;a;x;1\n")
   ds = load_dataset("csv", data_dir=tmp_path, cache_dir=tmp_path / "cache",
-                    interactions_path="x.csv", delimiter=";", header=False, user_column=0,
+                    interactions_file="x.csv", delimiter=";", header=False, user_column=0,
                     item_column=1, timestamp_column=3)
   _check_invariants(ds)
   # Numeric user ids sort numerically; decimals sort with full precision and are floored.
@@ -224,8 +224,8 @@ def test_single_interaction_users_are_logged(tmp_path, caplog):
 
 
 def test_attribute_rows_align_with_item_ids(tmp_path):
-  ds = load_dataset("csv", data_dir=GOOD, cache_dir=tmp_path, interactions_path="interactions.csv",
-                    attributes_path="items.csv")
+  ds = load_dataset("csv", data_dir=GOOD, cache_dir=tmp_path, interactions_file="interactions.csv",
+                    attributes_file="items.csv")
   x, a = ds.interactions, ds.attributes
   # u3 has one interaction and is dropped; items 10, 11, 12 remain.
   assert list(x.item_ids) == ["<pad>", "10", "11", "12"]
@@ -281,7 +281,7 @@ def _assert_names(error: DataError, path: pathlib.Path, line: int, fragment: str
 @pytest.mark.parametrize("filename,line,fragment", _BAD_INTERACTIONS)
 def test_bad_interactions_file(tmp_path, filename, line, fragment):
   with pytest.raises(DataError) as e:
-    load_dataset("csv", data_dir=BAD, cache_dir=tmp_path, interactions_path=filename)
+    load_dataset("csv", data_dir=BAD, cache_dir=tmp_path, interactions_file=filename)
   _assert_names(e.value, BAD / filename, line, fragment)
   assert not any(tmp_path.rglob("*")), "a failing load must leave nothing in the cache"
 
@@ -290,7 +290,7 @@ def test_bad_interactions_file(tmp_path, filename, line, fragment):
 def test_bad_attributes_file(tmp_path, filename, line, fragment):
   with pytest.raises(DataError) as e:
     load_dataset("csv", data_dir=BAD, cache_dir=tmp_path,
-                 interactions_path=GOOD / "interactions.csv", attributes_path=filename)
+                 interactions_file=GOOD / "interactions.csv", attributes_file=filename)
   _assert_names(e.value, BAD / filename, line, fragment)
   assert not any(tmp_path.rglob("*"))
 
@@ -311,8 +311,8 @@ def test_every_bad_fixture_is_tested():
 
 def test_unknown_attribute_items_can_be_skipped(tmp_path):
   ds = load_dataset("csv", data_dir=BAD, cache_dir=tmp_path,
-                    interactions_path=GOOD / "interactions.csv",
-                    attributes_path="attributes_unknown_item.csv", unknown_attribute_items="skip")
+                    interactions_file=GOOD / "interactions.csv",
+                    attributes_file="attributes_unknown_item.csv", unknown_attribute_items="skip")
   assert "999" not in set(ds.interactions.item_ids)
 
 
@@ -339,7 +339,7 @@ def test_loaders_raise_only_data_error(tmp_path, text, attrs, header, latin1):
   cols = {} if header else dict(user_column=0, item_column=1, timestamp_column=2)
   try:
     ds = load_dataset("csv", data_dir=tmp_path, cache_dir=tmp_path / "cache", use_cache=False,
-                      interactions_path="i.csv", attributes_path="a.csv", header=header,
+                      interactions_file="i.csv", attributes_file="a.csv", header=header,
                       attributes_header=True, **cols)
   except DataError:
     return
@@ -361,8 +361,8 @@ def _arrays_equal(a, b) -> None:
 
 
 def test_cache_hit_equals_fresh_load(tmp_path):
-  kwargs = dict(data_dir=GOOD, cache_dir=tmp_path, interactions_path="interactions.csv",
-                attributes_path="items.csv")
+  kwargs = dict(data_dir=GOOD, cache_dir=tmp_path, interactions_file="interactions.csv",
+                attributes_file="items.csv")
   fresh = load_dataset("csv", use_cache=False, **kwargs)
   first = load_dataset("csv", **kwargs)
   cached = list((tmp_path / "prepared").glob("*.npz"))
@@ -377,7 +377,7 @@ def test_cache_hit_equals_fresh_load(tmp_path):
 def test_cache_key_follows_source_bytes_and_options(tmp_path):
   src = tmp_path / "src"
   _write(src / "i.csv", "user,item,timestamp\na,1,1\na,2,2\n")
-  kwargs = dict(data_dir=src, cache_dir=tmp_path / "c", interactions_path="i.csv")
+  kwargs = dict(data_dir=src, cache_dir=tmp_path / "c", interactions_file="i.csv")
   assert _sequences(load_dataset("csv", **kwargs)) == {"a": ["1", "2"]}
   _write(src / "i.csv", "user,item,timestamp\na,1,3\na,2,2\n")
   assert _sequences(load_dataset("csv", **kwargs)) == {"a": ["2", "1"]}
@@ -391,12 +391,12 @@ def test_failed_cache_write_leaves_nothing(tmp_path, monkeypatch):
     raise OSError("disk full")
   monkeypatch.setattr(np, "savez", exploding_savez)
   with pytest.raises(OSError, match="disk full"):
-    load_dataset("csv", data_dir=GOOD, cache_dir=tmp_path, interactions_path="interactions.csv")
+    load_dataset("csv", data_dir=GOOD, cache_dir=tmp_path, interactions_file="interactions.csv")
   assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
 
 def test_corrupt_cache_is_rebuilt(tmp_path):
-  kwargs = dict(data_dir=GOOD, cache_dir=tmp_path, interactions_path="interactions.csv")
+  kwargs = dict(data_dir=GOOD, cache_dir=tmp_path, interactions_file="interactions.csv")
   fresh = load_dataset("csv", **kwargs)
   (path,) = (tmp_path / "prepared").glob("*.npz")
   path.write_bytes(path.read_bytes()[:50])
@@ -427,3 +427,21 @@ def test_real_ml100k_via_recbole_wheel(tmp_path, monkeypatch):
   assert ds.attributes.multi_hot.shape == (1683, 19)
   assert sorted(os.listdir(tmp_path / "raw")) == ["ml-100k.inter", "ml-100k.item"]
   _check_invariants(ds)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text("0123456789x-+ _", min_size=0, max_size=20), min_size=1, max_size=30),
+       st.booleans())
+def test_vectorised_field_parsers_match_python(fields, canonical):
+  text = "".join(f + "," for f in fields).encode()
+  buf = np.frombuffer(text, dtype=np.uint8)
+  ends = np.flatnonzero(buf == ord(","))
+  starts = np.concatenate([[0], ends[:-1] + 1])
+  assert data._gather_fields(buf, starts, ends - starts).tolist() == [f.encode() for f in fields]
+  got = data._parse_digits(buf, starts, ends - starts, canonical=canonical)
+  ok = all(f.isdigit() and len(f) <= 18 and not (canonical and len(f) > 1 and f[0] == "0")
+           for f in fields)
+  if ok:
+    assert got.tolist() == [int(f) for f in fields]
+  else:
+    assert got is None
