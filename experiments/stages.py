@@ -1,10 +1,14 @@
 """The experiment stages; each reads what the previous one left in the workdir."""
 
-from seqrec_jax import recommender
+from seqrec_jax import recommender, sae_training
 
 
 def train_recommender(config, workdir):
   return recommender.train_and_evaluate(config, workdir)
+
+
+def train_sae(config, workdir):
+  return sae_training.train_sae(config, workdir)
 
 
 def pipeline(config, workdir):
@@ -12,5 +16,5 @@ def pipeline(config, workdir):
     STAGES[name](config, workdir)
 
 
-PIPELINE = ("train_recommender",)
-STAGES = {"train_recommender": train_recommender, "pipeline": pipeline}
+PIPELINE = ("train_recommender", "train_sae")
+STAGES = {"train_recommender": train_recommender, "train_sae": train_sae, "pipeline": pipeline}

@@ -20,7 +20,7 @@ import optax
 from absl import logging
 
 from seqrec_jax import data as data_lib
-from seqrec_jax import input_pipeline, losses, metrics, splits, training
+from seqrec_jax import hooks, input_pipeline, losses, metrics, splits, training
 from seqrec_jax.checkpoints import Checkpointer
 from seqrec_jax.io_utils import append_jsonl, write_json
 from seqrec_jax.models import ModelConfig, SequentialRecommender, init_params, make_model
@@ -71,29 +71,38 @@ def make_step_fns(model_cfg: ModelConfig, tx: optax.GradientTransformation) -> t
 
 
 @functools.partial(jax.jit, static_argnames=("model_cfg", "k", "filter_seen"))
-def _eval_batch(params, batch, *, model_cfg: ModelConfig, k: int, filter_seen: bool):
-  scores = scores_last(params, batch["input_ids"], model_cfg)
+def _eval_batch(params, batch, *, model_cfg: ModelConfig, k: int, filter_seen: bool,
+                edit: hooks.LayerEdit | None = None):
+  scores = scores_last(params, batch["input_ids"], model_cfg, edit=edit)
   if filter_seen:
     scores = metrics.mask_seen(scores, batch["seen"])
   top = metrics.top_k_items(scores, k)
   return metrics.per_user_metrics(top, batch["targets"]), top
 
 
-def scores_last(params, input_ids: jax.Array, model_cfg: ModelConfig) -> jax.Array:
-  """Scores `[B, V]` of every item as the next one, read at the last position."""
+def scores_last(params, input_ids: jax.Array, model_cfg: ModelConfig,
+                edit: hooks.LayerEdit | None = None) -> jax.Array:
+  """Scores `[B, V]` of every item as the next one, read at the last position.
+
+  `edit` (optional) rewrites one layer's output during the forward pass (see `hooks`).
+  """
   model = make_model(model_cfg)
-  hidden = model.apply({"params": params}, input_ids)[:, -1]
+  hidden = hooks.maybe_edited_apply(model, {"params": params}, input_ids, edit)[:, -1]
   return model.apply({"params": params}, hidden, method=SequentialRecommender.item_logits)
 
 
 def evaluate(
     params, model_cfg: ModelConfig, eval_arrays: input_pipeline.EvalArrays, *, batch_size: int,
-    k: int = 10, filter_seen: bool = True,
+    k: int = 10, filter_seen: bool = True, edit: hooks.LayerEdit | None = None,
 ) -> dict[str, float]:
-  """NDCG@k, HR@k, MRR@k and Coverage@k over all users (padding rows masked, none dropped)."""
+  """NDCG@k, HR@k, MRR@k and Coverage@k over all users (padding rows masked, none dropped).
+
+  `edit` (optional) rewrites one layer's output during the forward pass (see `hooks`).
+  """
   acc = metrics.RankingAccumulator(model_cfg.num_items, k)
   for batch in eval_arrays.batches(batch_size):
-    per_user, top = _eval_batch(params, batch, model_cfg=model_cfg, k=k, filter_seen=filter_seen)
+    per_user, top = _eval_batch(params, batch, model_cfg=model_cfg, k=k, filter_seen=filter_seen,
+                                edit=edit)
     acc.add(jax.device_get(per_user), jax.device_get(top), batch["valid"])
   return acc.result()
 

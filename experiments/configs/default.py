@@ -34,6 +34,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 128  # global, in sequences (windows)
   c.train.learning_rate = 1e-3  # Adam
+  c.train.loss = "full"  # full | chunked (over item chunks, big catalogues) | sampled softmax
+  c.train.loss_chunk_size = 8192  # chunked: items per chunk
+  c.train.num_negatives = 8192  # sampled: negatives shared across the batch
+  c.train.negative_sampling = "uniform"  # sampled: uniform | popularity (with logQ correction)
   c.train.grad_clip_norm = 0.0  # 0 disables clipping
   c.train.num_epochs = 200  # upper bound; early stopping usually ends sooner
   c.train.max_steps = 0  # optional cap on optimisation steps (0: none)
@@ -47,4 +51,37 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.batch_size = 256  # users per evaluation batch (results do not depend on it)
   c.eval.k = 10  # cut-off of NDCG@k, HR@k, MRR@k, Coverage@k
   c.eval.filter_seen = True  # remove items of the user's history from the ranking (the paper)
+
+  c.sae = ml_collections.ConfigDict()
+  c.sae.subdir = "sae"  # output folder inside the workdir (several SAEs may share a recommender)
+  c.sae.layer = "blocks_0"  # layer whose output is reconstructed (models.layer_names)
+  c.sae.variant = "relu_l1"  # relu_l1 | topk | batchtopk | jumprelu | gated
+  c.sae.dict_size = 512  # M, number of latents
+  c.sae.k = 32  # topk / batchtopk: active latents per activation (batchtopk: on average)
+  c.sae.k_aux = 32  # topk / batchtopk: dead latents in the AuxK loss (about d / 2)
+  c.sae.aux_coeff = 1 / 32  # topk / batchtopk: weight of the AuxK loss
+  c.sae.l1_coeff = 0.1  # relu_l1 / gated: weight of the L1 penalty (normalised units)
+  c.sae.l0_coeff = 0.05  # jumprelu: weight of the L0 penalty
+  c.sae.bandwidth = 0.05  # jumprelu: width eps of the straight-through rectangle kernel
+  c.sae.init_threshold = 0.1  # jumprelu: initial threshold (normalised units)
+  c.sae.threshold_momentum = 0.01  # batchtopk: EMA rate of the inference threshold estimate
+  c.sae.normalization = "scalar"  # scalar (the paper's mean/std) | sqrt_d (mean norm sqrt(d)) | none
+  c.sae.decoder_bias_init = "geometric_median"  # mean | geometric_median of the training activations
+  c.sae.batch_size = 1024  # global, in activations per step
+  c.sae.learning_rate = 1e-3  # Adam peak learning rate
+  c.sae.warmup_steps = 100  # linear learning-rate warm-up from 0
+  c.sae.decay_fraction = 0.2  # linear decay to 0 over this final share of the steps
+  c.sae.grad_clip_norm = 0.0  # 0 disables clipping
+  c.sae.num_epochs = 300  # passes over the SAE training activations
+  c.sae.max_steps = 0  # optional cap on steps (0: none)
+  c.sae.dead_window_tokens = 0  # dead = not fired in this many activations (0: one epoch)
+  c.sae.resample_every_steps = 500  # relu_l1 / jumprelu / gated: resample dead latents (0: never)
+  c.sae.resample_stop_fraction = 0.6  # no resampling after this share of the steps
+  c.sae.resample_sample_size = 8192  # activations scored to pick resampling directions
+  c.sae.val_fraction = 0.1  # share of the SAE users held out for validation
+  c.sae.eval_every_steps = 0  # validation interval in steps (0: ten times per run)
+  c.sae.log_every_steps = 100  # progress line interval in steps
+  c.sae.capture_batch_size = 256  # sequences per forward pass when capturing activations
+  c.sae.memory_budget_mb = 2048  # above this, captured activations are memory-mapped on disk
+  c.sae.dense_threshold = 0.1  # a latent is dense if it fires on more than this share
   return c
