@@ -55,6 +55,7 @@ DATASETS = ("ml-100k", "ml-1m", "ml-20m", "csv", "synthetic")
 # Bumped whenever the prepared arrays change meaning, so that old caches are not reused.
 _CACHE_VERSION = 1
 _MAX_TOKEN_BYTES = 1024
+_MAX_TIMESTAMP = 1e18  # decimal timestamps must stay well inside int64 once floored
 
 # ---------------------------------------------------------------------------------------------
 # Containers.
@@ -249,6 +250,13 @@ def _build(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray,
   return interactions, all_item_ids
 
 
+def _require_users(interactions: Interactions, path: pathlib.Path) -> Interactions:
+  if interactions.num_users == 0:
+    raise DataError("expected at least one user with two or more interactions, found none",
+                    file=path)
+  return interactions
+
+
 def build_interactions(users: np.ndarray, items: np.ndarray,
                        timestamps: np.ndarray) -> Interactions:
   """Builds `Interactions` from raw columns (see the module docstring for the rules).
@@ -324,8 +332,10 @@ def _check_attribute_items(records: Mapping[str, _AttributeRecord], all_item_ids
 
 
 def _read_bytes(path: pathlib.Path) -> bytes:
+  """The file's bytes, without a UTF-8 byte order mark (spreadsheets write one)."""
   try:
-    return path.read_bytes()
+    data = path.read_bytes()
+    return data[3:] if data.startswith(b"\xef\xbb\xbf") else data
   except FileNotFoundError:
     raise DataError("file not found", file=path) from None
   except IsADirectoryError:
@@ -565,7 +575,7 @@ def _id_column(table: _Table, col: np.ndarray, what: str, *, integer: bool) -> n
   try:
     return col.astype(np.int64)
   except (ValueError, OverflowError):
-    i = _first_failure(col, lambda v: int(v))
+    i = _first_failure(col, _parse_int_token)
     raise DataError(f"expected an integer {what}, found {_shorten(col[i])}", file=table.path,
                     line=int(table.line_numbers[i])) from None
 
@@ -588,9 +598,16 @@ def _parses(parse: Callable[[bytes], object], value: bytes) -> bool:
   return True
 
 
+def _parse_int_token(v: bytes) -> int:
+  x = int(v)
+  if not -2**63 <= x < 2**63:
+    raise OverflowError(v)
+  return x
+
+
 def _parse_float_token(v: bytes) -> float:
   x = float(v)
-  if not np.isfinite(x):
+  if not abs(x) < _MAX_TIMESTAMP:
     raise ValueError(v)
   return x
 
@@ -610,7 +627,7 @@ def _timestamp_column(table: _Table, col: np.ndarray, what: str = "timestamp") -
     pass
   try:
     values = col.astype(np.float64)
-    if np.isfinite(values).all():
+    if (np.abs(values) < _MAX_TIMESTAMP).all():  # also rejects NaN
       return values
   except ValueError:
     pass
@@ -623,7 +640,7 @@ def _timestamp_column(table: _Table, col: np.ndarray, what: str = "timestamp") -
   # Judge the intended format by the first line, then find the first line not in it.
   parse = _parse_float_token if _parses(_parse_float_token, col[0]) else _parse_datetime_token
   i = _first_failure(col, parse)
-  raise DataError(f"expected a {what} (integer, decimal or ISO date-time), found "
+  raise DataError(f"expected a {what} (integer, decimal below 1e18 or ISO date-time), found "
                   f"{_shorten(col[i])}", file=table.path, line=int(table.line_numbers[i]))
 
 
@@ -810,6 +827,7 @@ def _load_csv(
       path, delimiter=delimiter, header=header, encoding=encoding, user=user_column,
       item=item_column, timestamp=timestamp_column, integer_ids=False)
   interactions, all_item_ids = _build(users, items, timestamps)
+  _require_users(interactions, path)
   attributes = None
   if attributes_file is not None:
     apath = _resolve(data_dir, attributes_file)
@@ -1063,6 +1081,7 @@ def _load_movielens(name: str, sources: Sequence[pathlib.Path]) -> Dataset:
                                  none_values=("(no genres listed)",))
     names = None
   interactions, all_item_ids = _build(users, items, ts)
+  _require_users(interactions, ratings)
   _check_attribute_items(records, all_item_ids, movies, "skip")
   return Dataset(name=name, interactions=interactions,
                  attributes=build_attributes(interactions.item_ids, records, names))
@@ -1072,7 +1091,13 @@ def _load_movielens(name: str, sources: Sequence[pathlib.Path]) -> Dataset:
 # Cache.
 
 
+# Options that change how files are fetched, not what they hold.
+_FETCH_OPTIONS = ("download", "timeout", "pip_timeout")
+
+
 def _cache_key(name: str, sources: Sequence[pathlib.Path], options: Mapping[str, object]) -> str:
+  """sha256 over the format version, the name, the options and the source files' bytes."""
+  options = {k: v for k, v in options.items() if k not in _FETCH_OPTIONS}
   h = hashlib.sha256()
   h.update(json.dumps({"version": _CACHE_VERSION, "name": name,
                        "options": {k: repr(v) for k, v in sorted(options.items())}},

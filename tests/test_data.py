@@ -9,7 +9,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from seqrec_jax import data
@@ -172,6 +172,34 @@ def test_missing_movielens_files_say_where_to_put_them(tmp_path):
   assert str(tmp_path / "movies.dat") in str(e.value)
 
 
+def test_ml100k_offline_everywhere_says_where_to_put_files(tmp_path, monkeypatch):
+  def offline(*args, **kwargs):
+    raise OSError("network unreachable")
+  monkeypatch.setattr(data, "_download_grouplens", offline)
+  monkeypatch.setattr(data, "_download_recbole_ml100k", offline)
+  with pytest.raises(DataError) as e:
+    load_dataset("ml-100k", data_dir=tmp_path, cache_dir=tmp_path)
+  message = str(e.value)
+  assert str(tmp_path / "u.data") in message and str(tmp_path / "ml-100k.inter") in message
+  assert "GroupLens: network unreachable" in message and "recbole==1.2.1" in message
+  assert "\n" not in message
+
+
+def test_byte_order_mark_and_crlf_are_accepted(tmp_path):
+  (tmp_path / "i.csv").write_bytes(b"\xef\xbb\xbfuser,item,timestamp\r\na,1,1\r\na,2,2\r\n")
+  (tmp_path / "a.csv").write_bytes(b"\xef\xbb\xbfitem,title,attributes\r\n1,One,x\r\n")
+  ds = load_dataset("csv", data_dir=tmp_path, use_cache=False, interactions_file="i.csv",
+                    attributes_file="a.csv")
+  assert _sequences(ds) == {"a": ["1", "2"]}
+  assert list(ds.attributes.titles) == ["<pad>", "One", "2"]
+
+
+def test_no_user_with_two_interactions_is_an_error(tmp_path):
+  _write(tmp_path / "i.csv", "user,item,timestamp\na,1,1\nb,2,2\n")
+  with pytest.raises(DataError, match="i.csv: expected at least one user"):
+    load_dataset("csv", data_dir=tmp_path, use_cache=False, interactions_file="i.csv")
+
+
 def test_unknown_dataset_name_lists_valid_ones():
   with pytest.raises(ValueError, match="ml-100k, ml-1m, ml-20m, csv, synthetic"):
     load_dataset("ml-2m")
@@ -325,24 +353,49 @@ def test_data_error_format_and_pickling():
   assert (e.file, e.line, str(e)) == ("f.csv", 3, "f.csv:3: bad")
 
 
-_ALPHABET = st.sampled_from(list("ab1,;\t\n\r\" .-|x9:") + ["\u00e9", "\x00", "\udcff"])
+_TOKENS = list("ab1,;\t\n\r\" .-|x9:0") + ["\u00e9", "\x00", "\udcff", "::", "12", "3.5"]
+_FUZZ = st.lists(st.sampled_from(_TOKENS), max_size=40).map("".join)
+_FORMATS = {  # name -> (interactions file, header, attributes file, header, load options)
+    "csv": ("i.csv", "user,item,timestamp\n", "a.csv", "item,title,attributes\n",
+            dict(interactions_file="i.csv", attributes_file="a.csv")),
+    "csv-positions": ("i.csv", "", "a.csv", "item,title,attributes\n",
+                      dict(interactions_file="i.csv", attributes_file="a.csv", header=False,
+                           attributes_header=True, user_column=0, item_column=1,
+                           timestamp_column=2)),
+    "ml-1m": ("ratings.dat", "", "movies.dat", "", dict(download=False)),
+    "ml-20m": ("ratings.csv", "userId,movieId,rating,timestamp\n", "movies.csv",
+               "movieId,title,genres\n", dict(download=False)),
+    "ml-100k": ("u.data", "", "u.item", "", dict(download=False)),
+    "ml-100k-recbole": ("ml-100k.inter", "user_id:token\titem_id:token\trating:float\t"
+                        "timestamp:float\n", "ml-100k.item", "item_id:token\t"
+                        "movie_title:token_seq\trelease_year:token\tclass:token_seq\n",
+                        dict(download=False)),
+}
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(text=st.text(_ALPHABET, max_size=80), attrs=st.text(_ALPHABET, max_size=60),
-       header=st.booleans(), latin1=st.booleans())
-def test_loaders_raise_only_data_error(tmp_path, text, attrs, header, latin1):
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fmt=st.sampled_from(sorted(_FORMATS)), text=_FUZZ,
+       attrs=_FUZZ, latin1=st.booleans(), seed_rows=st.booleans())
+def test_loaders_raise_only_data_error(tmp_path_factory, fmt, text, attrs, latin1, seed_rows):
+  folder = tmp_path_factory.mktemp("fuzz")
+  inter_file, inter_header, attr_file, attr_header, options = _FORMATS[fmt]
+  sep = {"ml-1m": "::", "ml-100k": "\t", "ml-100k-recbole": "\t"}.get(fmt, ",")
+  if seed_rows:  # start from valid rows so that deeper code paths are reached
+    inter_header += "".join(sep.join(["1", str(i), "5", str(i)][:3 if fmt.startswith("csv")
+                                                                  else 4]) + "\n"
+                            for i in (1, 2))
   encode = (lambda s: s.encode("latin-1", "replace")) if latin1 else (
       lambda s: s.encode("utf-8", "surrogateescape"))
-  (tmp_path / "i.csv").write_bytes(encode(("user,item,timestamp\n" if header else "") + text))
-  (tmp_path / "a.csv").write_bytes(encode("item,title,attributes\n" + attrs))
-  cols = {} if header else dict(user_column=0, item_column=1, timestamp_column=2)
+  (folder / inter_file).write_bytes(encode(inter_header + text))
+  (folder / attr_file).write_bytes(encode(attr_header + attrs))
+  name = "ml-100k" if fmt.startswith("ml-100k") else fmt.split("-positions")[0]
   try:
-    ds = load_dataset("csv", data_dir=tmp_path, cache_dir=tmp_path / "cache", use_cache=False,
-                      interactions_file="i.csv", attributes_file="a.csv", header=header,
-                      attributes_header=True, **cols)
+    ds = load_dataset(name, data_dir=folder, use_cache=False, **options)
   except DataError:
+    event(f"{fmt}: DataError")
     return
+  event(f"{fmt}: loaded")
   _check_invariants(ds)
 
 
