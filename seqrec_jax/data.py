@@ -882,11 +882,18 @@ def _atomic_write_from(dest: pathlib.Path, write: Callable[[io.BufferedWriter], 
       write(f)
       f.flush()
       os.fsync(f.fileno())
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
     os.replace(tmp, dest)
   except BaseException:
     with contextlib.suppress(OSError):
       os.unlink(tmp)
     raise
+
+
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
 
 
 def _extract_members(zf: zipfile.ZipFile, members: Mapping[str, str],

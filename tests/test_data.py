@@ -420,11 +420,18 @@ def test_cache_hit_equals_fresh_load(tmp_path):
   first = load_dataset("csv", **kwargs)
   cached = list((tmp_path / "prepared").glob("*.npz"))
   assert len(cached) == 1 and not list((tmp_path / "prepared").glob("*.tmp"))
+  assert cached[0].stat().st_mode & 0o777 == 0o666 & ~_umask()
   mtime = cached[0].stat().st_mtime_ns
   second = load_dataset("csv", **kwargs)
   assert cached[0].stat().st_mtime_ns == mtime  # read, not rewritten
   _arrays_equal(fresh, first)
   _arrays_equal(fresh, second)
+
+
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
 
 
 def test_cache_key_follows_source_bytes_and_options(tmp_path):
