@@ -17,6 +17,10 @@ Every loader ends in the same arrays (`Interactions`, `ItemAttributes`):
   (``2019-02-20 13:24:11``) columns are accepted; decimals are floored when stored but sort
   with their full precision.
 
+Interaction files are plain delimited text: one interaction per line, no quoted fields, blank
+lines ignored, a UTF-8 byte order mark and CRLF line ends tolerated. Attribute files are small
+and read with the `csv` module, so their fields may be quoted (ML-20M titles hold commas).
+
 Bad input raises `seqrec_jax.errors.DataError` naming the file, the 1-based line and what was
 expected. Large interaction files (ML-20M: 20M rows) are parsed with whole-column NumPy
 operations on the raw bytes; only when a column fails to convert does a line-by-line pass run,

@@ -373,7 +373,7 @@ _FORMATS = {  # name -> (interactions file, header, attributes file, header, loa
 }
 
 
-@settings(max_examples=120, deadline=None,
+@settings(max_examples=120, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(fmt=st.sampled_from(sorted(_FORMATS)), text=_FUZZ,
        attrs=_FUZZ, latin1=st.booleans(), seed_rows=st.booleans())
@@ -489,7 +489,7 @@ def test_real_ml100k_via_recbole_wheel(tmp_path, monkeypatch):
   _check_invariants(ds)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, database=None)
 @given(st.lists(st.text("0123456789x-+ _", min_size=0, max_size=20), min_size=1, max_size=30),
        st.booleans())
 def test_vectorised_field_parsers_match_python(fields, canonical):
