@@ -20,6 +20,11 @@ _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Call jax.distributed.initialize() (multi-host runs; settings from env).")
 
 
+def _quiet_library_info(record) -> bool:
+  """Keep orbax's per-save INFO chatter out of the progress log (warnings still pass)."""
+  return record.levelno >= 30 or "orbax" not in record.pathname
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -28,6 +33,7 @@ def main(argv):
 
     jax.distributed.initialize()
   logging.set_verbosity(logging.INFO)
+  logging.get_absl_handler().addFilter(_quiet_library_info)
   stages.STAGES[_EXPERIMENT.value](_CONFIG.value, _WORKDIR.value)
 
 

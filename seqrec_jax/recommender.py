@@ -52,16 +52,20 @@ def model_config(config: ml_collections.ConfigDict, num_items: int) -> ModelConf
 # ----------------------------------------------------------------------------- train step
 
 
-def make_step_fns(model_cfg: ModelConfig, tx: optax.GradientTransformation) -> training.StepFns:
+def make_step_fns(model_cfg: ModelConfig, tx: optax.GradientTransformation,
+                  item_loss=None) -> training.StepFns:
+  """`item_loss(hidden, table, labels, rng)` defaults to the full softmax (`losses.make_item_loss`)."""
   model = make_model(model_cfg, train=True)
+  item_loss = item_loss or losses.make_item_loss("full")
 
   def loss_fn(params, model_state, batch, rng):
     del model_state
+    dropout_rng, loss_rng = jax.random.split(rng)
     hidden, table = model.apply(
-        {"params": params}, batch["input_ids"], rngs={"dropout": rng},
+        {"params": params}, batch["input_ids"], rngs={"dropout": dropout_rng},
         method=SequentialRecommender.hidden_and_table,
     )
-    loss_sum, count = losses.full_softmax_ce(hidden, table, batch["labels"])
+    loss_sum, count = item_loss(hidden, table, batch["labels"], loss_rng)
     return loss_sum, training.LossAux(count=count, metrics={})
 
   return training.StepFns(loss_fn=loss_fn, tx=tx)
@@ -108,6 +112,15 @@ def evaluate(
 
 
 # ----------------------------------------------------------------------------- loop
+
+
+def item_loss_from_config(config, split: splits.Split, num_items: int):
+  t = config.train
+  log_q = None
+  if t.get("loss", "full") == "sampled" and t.get("negative_sampling", "uniform") == "popularity":
+    log_q = losses.popularity_log_q(np.bincount(split.train.items, minlength=num_items))
+  return losses.make_item_loss(t.get("loss", "full"), chunk_size=t.get("loss_chunk_size", 8192),
+                               num_negatives=t.get("num_negatives", 8192), log_q=log_q)
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -164,7 +177,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
   tx = make_optimizer(config)
   parallel = training.Parallel(config.parallel)
-  step_fn = parallel.compile(make_step_fns(model_cfg, tx))
+  step_fn = parallel.compile(make_step_fns(model_cfg, tx, item_loss_from_config(config, split, inter.num_items)))
   state = training.create_train_state(
       init_params(model_cfg, jax.random.PRNGKey(config.seed)), tx, config.seed
   )
