@@ -286,35 +286,45 @@ class ReluL1SAE(SparseAutoencoder):
     return self._forward(x, f, self.config.l1_coeff * (f @ self.decoder_norms()))
 
 
-def _scatter_topk(values, indices, m):
-  rows = jnp.arange(values.shape[0])[:, None]
-  return jnp.zeros((values.shape[0], m), values.dtype).at[rows, indices].set(values)
+def topk_mask(values, k: int):
+  """`values >= (k-th largest of each row)`: the top k of every row `[..., M]`.
+
+  Only the k-th value is taken from `lax.top_k`; selecting by comparison (instead of scattering
+  the top-k indices) keeps the graph dense and cheap to differentiate. Rows with ties at the k-th
+  value keep all tied entries (measure zero for float pre-activations).
+  """
+  # The barrier keeps XLA:CPU from rewriting "last value of top_k" into a full sort (~10x slower).
+  top = jax.lax.optimization_barrier(jax.lax.top_k(jax.lax.stop_gradient(values), k))
+  return values >= top[0][..., -1:]
 
 
 class TopKSAE(SparseAutoencoder):
 
   def encode(self, x):
     pre = self.pre_activations(x)
-    lead = pre.shape[:-1]
-    pre = pre.reshape(-1, pre.shape[-1])
-    vals, idx = jax.lax.top_k(pre, self.config.k)
-    return _scatter_topk(nn.relu(vals), idx, pre.shape[-1]).reshape(*lead, -1)
+    return jnp.where(topk_mask(pre, self.config.k), nn.relu(pre), 0.0)
 
   def auxk(self, x, x_hat, pre, dead):
     """AuxK: reconstruct the residual from the `k_aux` most active dead latents."""
     cfg = self.config
     residual = jax.lax.stop_gradient(x - x_hat)
-    masked = jnp.where(dead, pre, -jnp.inf)
-    vals, idx = jax.lax.top_k(masked, min(cfg.k_aux, cfg.dict_size))
-    aux_latents = _scatter_topk(nn.relu(vals), idx, cfg.dict_size)
-    residual_hat = aux_latents @ self.W_dec
-    aux = jnp.sum(jnp.square(residual - residual_hat), -1)
-    return cfg.aux_coeff * jnp.where(jnp.any(dead), aux, 0.0)
+    w_dec = self.W_dec
+
+    def aux_loss(pre, residual, w_dec):
+      # Live latents get distinct values below every pre-activation (ties slow lax.top_k).
+      floor = jax.lax.stop_gradient(jnp.min(pre, -1, keepdims=True)) - 1.0
+      masked = jnp.where(dead, pre, floor - jnp.arange(cfg.dict_size, dtype=pre.dtype))
+      chosen = dead & topk_mask(masked, min(cfg.k_aux, cfg.dict_size))
+      residual_hat = jnp.where(chosen, nn.relu(pre), 0.0) @ w_dec
+      return cfg.aux_coeff * jnp.sum(jnp.square(residual - residual_hat), -1)
+
+    # Skipped at run time when no latent is dead (the common case).
+    return jax.lax.cond(jnp.any(dead), aux_loss, lambda p, r, w: jnp.zeros(p.shape[:-1], p.dtype),
+                        pre, residual, w_dec)
 
   def train_forward(self, x, dead):
     pre = self.pre_activations(x)
-    vals, idx = jax.lax.top_k(pre, self.config.k)
-    f = _scatter_topk(nn.relu(vals), idx, self.config.dict_size)
+    f = jnp.where(topk_mask(pre, self.config.k), nn.relu(pre), 0.0)
     x_hat = self.decode(f)
     zeros = jnp.zeros(x.shape[:-1], x.dtype)
     return Forward(x_hat, f, zeros, self.auxk(x, x_hat, pre, dead), {})
@@ -335,8 +345,7 @@ class BatchTopKSAE(TopKSAE):
     pre = self.pre_activations(x)
     acts = nn.relu(pre)
     budget = min(self.config.k * x.shape[0], acts.size)
-    kth = jax.lax.top_k(acts.reshape(-1), budget)[0][-1]
-    keep = (acts >= kth) & (acts > 0)
+    keep = topk_mask(acts.reshape(-1), budget).reshape(acts.shape) & (acts > 0)
     f = jnp.where(keep, acts, 0.0)
     x_hat = self.decode(f)
     smallest_kept = jnp.min(jnp.where(keep, acts, jnp.inf))
