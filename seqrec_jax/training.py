@@ -105,6 +105,11 @@ class Parallel:
   Batches handed to `put_batch` are this process's share of the global batch (numpy arrays with
   a leading batch axis). States are kept in the compiled form between steps; `get_state` returns
   them as plain (unreplicated) arrays for checkpointing and evaluation.
+
+  Multi-process (after `distributed.initialize`): the mesh spans every process's devices and
+  `put_state` checks that every process passes the same state; `get_metrics` and `host_state`
+  read this process's replica (no cross-process traffic), so evaluation runs on process-local
+  copies, and orbax, given the host state on every process, writes it once (from process 0).
   """
 
   def __init__(self, mode: str = "jit"):
@@ -148,6 +153,10 @@ class Parallel:
       return jax.tree_util.tree_map(lambda x: x[0], state)
     return state
 
+  def host_state(self, state):
+    """The state as numpy arrays: this process's copy (for checkpoints and evaluation)."""
+    return jax.tree_util.tree_map(_local_value, self.get_state(state))
+
   def put_batch(self, batch):
     """This process's numpy batch -> device arrays laid out for the compiled step."""
     if self.mode == "pmap":
@@ -163,7 +172,17 @@ class Parallel:
   def get_metrics(self, metrics) -> dict[str, float]:
     if self.mode == "pmap":
       metrics = jax.tree_util.tree_map(lambda x: x[0], metrics)
-    return {k: float(v) for k, v in jax.device_get(metrics).items()}
+    return {k: float(_local_value(v)) for k, v in metrics.items()}
+
+
+def _local_value(x) -> np.ndarray:
+  """This process's copy of a replicated array, read without cross-process communication."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    if not x.is_fully_replicated:
+      raise ValueError(f"array of shape {x.shape} is sharded across processes ({x.sharding}); "
+                       "only replicated arrays have a process-local copy")
+    x = x.addressable_data(0)
+  return np.asarray(x)
 
 
 def check_finite(metrics: dict[str, float], step: int) -> None:
