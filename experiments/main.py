@@ -4,11 +4,14 @@ Flags only; every stage is a library function taking `(config, workdir)` (see `s
 """
 
 import os
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments import stages
+from seqrec_jax.checkpoints import CheckpointMismatchError
+from seqrec_jax.errors import DataError
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "ml100k.py")
 
@@ -17,7 +20,13 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and r
 _CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Experiment config file.",
                                           lock_config=True)
 _DISTRIBUTED = flags.DEFINE_bool(
-    "distributed", False, "Call jax.distributed.initialize() (multi-host runs; settings from env).")
+    "distributed", False, "Join a multi-process job (seqrec_jax.distributed.initialize); the "
+    "settings below fall back to JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID, then "
+    "to JAX's cluster auto-detection. Run with --config.parallel=mesh.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "With --distributed: host:port of process 0's coordinator.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "With --distributed: processes in the job.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "With --distributed: this process's index.")
 
 
 def _quiet_library_info(record) -> bool:
@@ -29,12 +38,17 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if _DISTRIBUTED.value:
-    import jax
+    from seqrec_jax import distributed
 
-    jax.distributed.initialize()
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(_quiet_library_info)
-  stages.STAGES[_EXPERIMENT.value](_CONFIG.value, _WORKDIR.value)
+  try:
+    stages.STAGES[_EXPERIMENT.value](_CONFIG.value, _WORKDIR.value)
+  except (DataError, FileNotFoundError, CheckpointMismatchError, FloatingPointError) as e:
+    # A user error: one line saying what is wrong, no traceback, non-zero exit.
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

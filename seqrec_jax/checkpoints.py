@@ -7,10 +7,12 @@ target, or a `CheckpointMismatchError` names the first entry that differs.
 from __future__ import annotations
 
 import pathlib
+import shutil
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 
 
 class CheckpointMismatchError(ValueError):
@@ -59,6 +61,8 @@ class Checkpointer:
     return list(self.manager.all_steps())
 
   def save(self, step: int, state, extra: dict) -> None:
+    if step in self.manager.all_steps():  # a resumed run redoing a step replaces it
+      self.manager.delete(step)
     self.manager.save(
         step,
         args=ocp.args.Composite(state=ocp.args.StandardSave(state), extra=ocp.args.JsonSave(extra)),
@@ -80,6 +84,26 @@ class Checkpointer:
         args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), extra=ocp.args.JsonRestore()),
     )
     return restored["state"], restored["extra"]
+
+  def restore_newest_valid(self, target_state):
+    """`(state, extra, step)` from the newest checkpoint that restores; a truncated or corrupt
+    one is reported and skipped. A layout mismatch is an error, never skipped."""
+    steps = sorted(self.all_steps(), reverse=True)
+    for step in steps:
+      try:
+        state, extra = self.restore(target_state, step)
+        return state, extra, step
+      except CheckpointMismatchError:
+        raise
+      except Exception as e:  # noqa: BLE001 - any read failure means this one is unusable
+        aside = self.directory.with_name(self.directory.name + ".unreadable") / str(step)
+        logging.warning("checkpoint %s/%d is unreadable (%s: %s); moved to %s, trying the "
+                        "previous one", self.directory, step, type(e).__name__, e, aside)
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(aside, ignore_errors=True)
+        shutil.move(self.directory / str(step), aside)
+        self.manager.reload()
+    raise FileNotFoundError(f"no readable checkpoint under {self.directory} (tried {steps})")
 
   def close(self) -> None:
     self.manager.wait_until_finished()

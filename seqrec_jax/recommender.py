@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import pathlib
+import shutil
 import time
 
 import jax
@@ -32,7 +34,8 @@ from seqrec_jax.models import ModelConfig, SequentialRecommender, init_params, m
 def load_data(config: ml_collections.ConfigDict) -> tuple[data_lib.Dataset, splits.Split]:
   """The dataset and split described by `config.data` (deterministic for `config.seed`)."""
   d = config.data
-  options = dict(d.get("options", {}) or {})
+  # "" stands for "not given" on the command line (ConfigDict fields cannot hold None there).
+  options = {k: (None if v == "" else v) for k, v in (d.get("options", {}) or {}).items()}
   dataset = data_lib.load_dataset(d.name, data_dir=d.get("dir") or None, **options)
   kwargs = {}
   if d.protocol == "temporal":
@@ -147,6 +150,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   """Trains the recommender described by `config`, writes results into `workdir`, returns them."""
   workdir = pathlib.Path(workdir)
   is_main = jax.process_index() == 0
+  finished = finished_results(workdir, config)
+  if finished is not None:
+    logging.info("%s already holds results of this config; --config.overwrite=true redoes them",
+                 workdir)
+    return finished
+  if config.get("overwrite") and is_main:
+    shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
+    for name in ("results.json", "metrics.jsonl"):
+      (workdir / name).unlink(missing_ok=True)
   if is_main:
     workdir.mkdir(parents=True, exist_ok=True)
     write_json(workdir / "config.json", config.to_dict())
@@ -186,10 +198,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   best = Checkpointer(workdir / "checkpoints" / "best", max_to_keep=1)
   progress = Progress()
   if latest.latest_step() is not None:
-    state, extra = latest.restore(state)
+    state, extra, step = latest.restore_newest_valid(state)
     iterator.set_state(extra["iterator"])
     progress = Progress(**extra["progress"])
-    logging.info("resumed from %s at step %d", latest.directory, progress.step)
+    logging.info("resumed from %s at step %d", latest.directory, step)
 
   steps_per_epoch = train_data.steps_per_epoch
   eval_every = t.get("eval_every_steps") or steps_per_epoch
@@ -200,15 +212,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                max_steps, steps_per_epoch, eval_every, parallel.num_devices, parallel.mode)
 
   state = parallel.put_state(state)
-  window_start, window_steps = time.perf_counter(), 0
+  window_start, window_steps, window_losses = time.perf_counter(), 0, []
   while not progress.done and progress.step < max_steps:
     batch = next(iterator)
     state, step_metrics = step_fn(state, parallel.put_batch(batch))
     progress.step += 1
     window_steps += 1
+    window_losses.append(step_metrics["loss"])
     if progress.step % t.log_every_steps == 0 or progress.step % eval_every == 0:
+      # One host transfer per log interval, yet the error names the first bad step.
+      training.check_finite_losses(window_losses, first_step=progress.step - len(window_losses) + 1)
+      window_losses = []
       step_metrics = parallel.get_metrics(step_metrics)
-      training.check_finite(step_metrics, progress.step)
       elapsed = time.perf_counter() - window_start
       progress.train_seconds += elapsed
       rate = window_steps * t.batch_size / max(elapsed, 1e-9)
@@ -268,10 +283,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   return results
 
 
+def finished_results(workdir: pathlib.Path, config) -> dict | None:
+  """The results of a finished run of the same config in `workdir`, unless overwriting."""
+  results, saved = workdir / "results.json", workdir / "config.json"
+  if config.get("overwrite") or not (results.exists() and saved.exists()):
+    return None
+  if json.loads(saved.read_text()) != json.loads(json.dumps(config.to_dict())):
+    return None
+  return json.loads(results.read_text())
+
+
 def load_trained(workdir: str | pathlib.Path):
   """`(config, dataset, split, model_cfg, params)` of the best checkpoint in a workdir."""
-  import json
-
   workdir = pathlib.Path(workdir)
   config_file = workdir / "config.json"
   if not config_file.exists():

@@ -185,6 +185,17 @@ def _local_value(x) -> np.ndarray:
   return np.asarray(x)
 
 
+def check_finite_losses(losses: list, first_step: int) -> None:
+  """Raise naming the first step whose loss is not finite (`losses` are device scalars)."""
+  values = np.asarray(jax.device_get(losses), np.float64)
+  bad = np.flatnonzero(~np.isfinite(values.reshape(len(losses), -1)).all(-1))
+  if bad.size:
+    step = first_step + int(bad[0])
+    raise FloatingPointError(
+        f"non-finite loss {values.reshape(len(losses), -1)[bad[0]][0]} at step {step}; the last "
+        "checkpoint before it is kept (lower the learning rate or enable grad_clip_norm)")
+
+
 def check_finite(metrics: dict[str, float], step: int) -> None:
   """Stop with a clear error on a non-finite loss (the bad state is never checkpointed)."""
   bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}

@@ -6,29 +6,15 @@ import jax
 import numpy as np
 import pytest
 
-from experiments.configs import synthetic
 from seqrec_jax import losses, recommender
+from tests import tiny_config as tiny
 
 RESULT_KEYS = {"dataset", "model", "protocol", "filter_seen", "num_users", "num_items", "steps",
                "train_seconds", "val", "test"}
 
 
 def tiny_config(kind="sasrec", **train):
-  c = synthetic.get_config()
-  c.data.options.num_users = 120
-  c.data.options.num_items = 40
-  c.data.options.num_genres = 4
-  c.data.options.min_len = 5
-  c.data.options.max_len = 20
-  c.model.kind = kind
-  c.model.max_len = 8
-  c.model.hidden_dim = 16
-  c.model.mlp_dim = 32
-  c.model.num_blocks = 1
-  c.train.batch_size = 16
-  c.train.num_epochs = 2
-  c.train.log_every_steps = 2
-  c.eval.batch_size = 32
+  c = tiny.get_config(kind)
   c.train.update(train)
   return c
 

@@ -19,6 +19,11 @@ def get_config():
   c.data.options.attributes_file = "id_genres.csv"
   c.data.options.delimiter = "\t"
   c.data.options.attribute_separator = ","
+  c.data.options.item_column = "song"
+  c.data.options.attribute_item_column = "id"
+  c.data.options.title_column = None
+  c.data.options.attributes_column = "genres"
+  c.data.options.unknown_attribute_items = "skip"
   c.train.num_epochs = 50
   c.train.patience = 5
   c.train.eval_every_steps = 2000
