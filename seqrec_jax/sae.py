@@ -293,9 +293,12 @@ def topk_mask(values, k: int):
   the top-k indices) keeps the graph dense and cheap to differentiate. Rows with ties at the k-th
   value keep all tied entries (measure zero for float pre-activations).
   """
-  # The barrier keeps XLA:CPU from rewriting "last value of top_k" into a full sort (~10x slower).
-  top = jax.lax.optimization_barrier(jax.lax.top_k(jax.lax.stop_gradient(values), k))
-  return values >= top[0][..., -1:]
+  # The barrier keeps XLA:CPU from rewriting "last value of top_k" into a full sort (~10x
+  # slower). The extra operand stops XLA from folding the barrier's tuple into top_k's own
+  # tuple, which crashes its TopK decomposer under pmap.
+  vals, idx, _ = jax.lax.optimization_barrier(
+      (*jax.lax.top_k(jax.lax.stop_gradient(values), k), jnp.zeros((), values.dtype)))
+  return values >= vals[..., -1:]
 
 
 class TopKSAE(SparseAutoencoder):

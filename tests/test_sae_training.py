@@ -1,0 +1,170 @@
+"""The train_sae stage end to end on a tiny recommender; resume; pmap and mesh against jit."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from experiments.configs import synthetic
+from seqrec_jax import activations, recommender, sae, sae_training
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULT_KEYS = {"variant", "layer", "dict_size", "explained_variance", "mse", "l0", "dead_fraction",
+               "dense_fraction", "original", "spliced", "zero_ablated", "train_seconds"}
+
+
+def tiny_config(**sae_fields):
+  c = synthetic.get_config()
+  c.data.options.num_users = 120
+  c.data.options.num_items = 40
+  c.data.options.num_genres = 4
+  c.data.options.min_len = 5
+  c.data.options.max_len = 20
+  c.model.max_len = 8
+  c.model.hidden_dim = 16
+  c.model.mlp_dim = 32
+  c.model.num_blocks = 1
+  c.train.batch_size = 16
+  c.train.num_epochs = 1
+  c.train.log_every_steps = 2
+  c.eval.batch_size = 32
+  c.sae.dict_size = 32
+  c.sae.batch_size = 64
+  c.sae.num_epochs = 4
+  c.sae.warmup_steps = 2
+  c.sae.eval_every_steps = 3
+  c.sae.log_every_steps = 2
+  c.sae.capture_batch_size = 16
+  c.sae.l1_coeff = 0.05
+  c.sae.update(sae_fields)
+  return c
+
+
+@pytest.fixture(scope="module")
+def rec_workdir(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("rec")
+  recommender.train_and_evaluate(tiny_config(), workdir)
+  return workdir
+
+
+def fresh_workdir(rec_workdir, tmp_path, name):
+  """A copy of the recommender workdir (the SAE stage only adds files)."""
+  import shutil
+
+  target = tmp_path / name
+  shutil.copytree(rec_workdir, target)
+  return target
+
+
+def test_train_sae_end_to_end(rec_workdir, tmp_path):
+  workdir = fresh_workdir(rec_workdir, tmp_path, "e2e")
+  config = tiny_config()
+  results = sae_training.train_sae(config, workdir)
+  on_disk = json.loads((workdir / "sae" / "results.json").read_text())
+  assert RESULT_KEYS <= set(on_disk)
+  assert on_disk["variant"] == "relu_l1" and on_disk["layer"] == "blocks_0"
+  assert on_disk["dict_size"] == 32 and on_disk["steps"] == results["steps"] > 0
+  for name in ("original", "spliced", "zero_ablated"):
+    assert {"ndcg@10", "hr@10"} <= set(on_disk[name])
+    assert 0 <= on_disk[name]["ndcg@10"] <= on_disk[name]["hr@10"] <= 1
+  assert on_disk["explained_variance"] <= 1 and 0 <= on_disk["dead_fraction"] <= 1
+  # The unedited evaluation is the recommender's own test result.
+  rec_results = json.loads((workdir / "results.json").read_text())
+  assert on_disk["original"]["ndcg@10"] == pytest.approx(rec_results["test"]["ndcg@10"], abs=1e-6)
+  lines = [json.loads(l) for l in (workdir / "sae" / "metrics.jsonl").read_text().splitlines()]
+  assert {l["split"] for l in lines} == {"train", "val"}
+
+  # Save -> load: the loaded SAE reproduces the test-set numbers from raw activations.
+  trained = sae_training.load_sae(workdir)
+  config_, variables, norm = trained  # unpacks as (config, variables, normaliser)
+  assert config_.variant == "relu_l1" and norm.shift.shape == (16,)
+  _, _, split, model_cfg, params = recommender.load_trained(workdir)
+  test_acts = activations.capture_activations(params, model_cfg, split.test_sequences,
+                                              sae_training.sae_layer(workdir))
+  quality = sae.evaluate_quality(trained, test_acts.values)
+  assert quality.explained_variance == pytest.approx(on_disk["explained_variance"], abs=1e-6)
+  assert quality.l0 == pytest.approx(on_disk["l0"])
+  latents = sae_training.latents(trained, test_acts)
+  assert latents.shape == (len(test_acts), 32) and latents.min() >= 0
+  np.testing.assert_allclose(trained.decode(latents), trained.reconstruct(test_acts.values), atol=1e-5)
+
+  # A second run does not redo the work.
+  def boom(*args, **kwargs):
+    raise AssertionError("should not recapture")
+
+  import unittest.mock as mock
+
+  with mock.patch.object(activations, "capture_activations", boom):
+    again = sae_training.train_sae(config, workdir)
+  assert again["explained_variance"] == on_disk["explained_variance"]
+  # Other settings in the same folder are refused unless overwriting.
+  with pytest.raises(ValueError, match="other settings"):
+    (workdir / "sae" / "results.json").unlink()
+    sae_training.train_sae(tiny_config(dict_size=16), workdir)
+
+
+class Interrupt(Exception):
+  pass
+
+
+def test_resumed_training_equals_uninterrupted(rec_workdir, tmp_path, monkeypatch):
+  skipped = {"ndcg@10": 0.0, "hr@10": 0.0}  # the spliced evaluation is tested above
+  monkeypatch.setattr(sae_training, "spliced_evaluation",
+                      lambda *a, **k: {"original": skipped, "spliced": skipped,
+                                       "zero_ablated": skipped, "loss_recovered": 0.0,
+                                       "ndcg_retained": 0.0})
+  # Resampling every 4 steps with a short dead window exercises the host-side resampling too.
+  config = tiny_config(resample_every_steps=4, dead_window_tokens=128, resample_stop_fraction=1.0)
+  straight = fresh_workdir(rec_workdir, tmp_path, "straight")
+  sae_training.train_sae(config, straight)
+
+  resumed = fresh_workdir(rec_workdir, tmp_path, "resumed")
+  original_batch = sae_training.ActivationBatches.batch
+
+  def interrupted(self, step):
+    if step == 7:
+      raise Interrupt
+    return original_batch(self, step)
+
+  monkeypatch.setattr(sae_training.ActivationBatches, "batch", interrupted)
+  with pytest.raises(Interrupt):
+    sae_training.train_sae(config, resumed)
+  monkeypatch.setattr(sae_training.ActivationBatches, "batch", original_batch)
+  results = sae_training.train_sae(config, resumed)  # resumes from the step-6 checkpoint
+
+  a, b = sae_training.load_sae(straight), sae_training.load_sae(resumed)
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
+  first = json.loads((straight / "sae" / "results.json").read_text())
+  assert results["explained_variance"] == pytest.approx(first["explained_variance"], abs=1e-6)
+  assert results["steps"] == first["steps"]
+
+
+def _run_parallel(mode: str, devices: int) -> dict:
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+             JAX_PLATFORMS="cpu")
+  out = subprocess.run([sys.executable, "-m", "tests.sae_parallel_losses", mode], cwd=ROOT, env=env,
+                       capture_output=True, text=True, check=True)
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  assert result.pop("devices") == devices
+  return result
+
+
+@pytest.fixture(scope="module")
+def jit_runs():
+  return _run_parallel("jit", 1)
+
+
+@pytest.mark.parametrize("mode", ["pmap", "mesh"])
+def test_data_parallel_sae_matches_single_device(mode, jit_runs):
+  runs = _run_parallel(mode, 4)
+  assert set(runs) == set(jit_runs)
+  for variant, run in runs.items():
+    np.testing.assert_allclose(run["losses"], jit_runs[variant]["losses"], rtol=1e-5, err_msg=variant)
+    np.testing.assert_array_equal(run["counters"], jit_runs[variant]["counters"], err_msg=variant)
+    np.testing.assert_allclose(run["w_dec"], jit_runs[variant]["w_dec"], rtol=1e-4, atol=1e-6)
+    assert len(set(run["losses"])) == len(run["losses"])  # the steps do update the state
