@@ -10,12 +10,17 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments import stages
+from seqrec_jax import steer_stage
 from seqrec_jax.checkpoints import CheckpointMismatchError
 from seqrec_jax.errors import DataError
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "ml100k.py")
 
-_EXPERIMENT = flags.DEFINE_enum("experiment", "pipeline", list(stages.STAGES), "What to run.")
+_EXPERIMENT = flags.DEFINE_enum("experiment", "pipeline", [*stages.STAGES, "recommend"],
+                                "What to run.")
+_USER = flags.DEFINE_string("user", None, "recommend: the user's original id.")
+_EDIT = flags.DEFINE_multi_string("edit", [], "recommend: NAME:STRENGTH, e.g. Comedy:+3 or #17:-2 "
+                                  "(an attribute through its best latent, or a latent id).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and results.", required=True)
 _CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Experiment config file.",
                                           lock_config=True)
@@ -44,7 +49,12 @@ def main(argv):
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(_quiet_library_info)
   try:
-    stages.STAGES[_EXPERIMENT.value](_CONFIG.value, _WORKDIR.value)
+    if _EXPERIMENT.value == "recommend":
+      if _USER.value is None:
+        raise app.UsageError("--experiment=recommend needs --user=ID")
+      print(steer_stage.recommend(_CONFIG.value, _WORKDIR.value, _USER.value, _EDIT.value))
+    else:
+      stages.STAGES[_EXPERIMENT.value](_CONFIG.value, _WORKDIR.value)
   except (DataError, FileNotFoundError, CheckpointMismatchError, FloatingPointError) as e:
     # A user error: one line saying what is wrong, no traceback, non-zero exit.
     print(f"error: {e}", file=sys.stderr)

@@ -101,12 +101,14 @@ def scores_last(params, input_ids: jax.Array, model_cfg: ModelConfig,
 def evaluate(
     params, model_cfg: ModelConfig, eval_arrays: input_pipeline.EvalArrays, *, batch_size: int,
     k: int = 10, filter_seen: bool = True, edit: hooks.LayerEdit | None = None,
+    list_features: metrics.ListFeatures | None = None,
 ) -> dict[str, float]:
   """NDCG@k, HR@k, MRR@k and Coverage@k over all users (padding rows masked, none dropped).
 
-  `edit` (optional) rewrites one layer's output during the forward pass (see `hooks`).
+  `edit` (optional) rewrites one layer's output during the forward pass (see `hooks`);
+  `list_features` (optional) adds novelty, intra-list diversity and attribute shares.
   """
-  acc = metrics.RankingAccumulator(model_cfg.num_items, k)
+  acc = metrics.RankingAccumulator(model_cfg.num_items, k, list_features)
   for batch in eval_arrays.batches(batch_size):
     per_user, top = _eval_batch(params, batch, model_cfg=model_cfg, k=k, filter_seen=filter_seen,
                                 edit=edit)

@@ -84,4 +84,19 @@ def get_config() -> ml_collections.ConfigDict:
   c.sae.capture_batch_size = 256  # sequences per forward pass when capturing activations
   c.sae.memory_budget_mb = 2048  # above this, captured activations are memory-mapped on disk
   c.sae.dense_threshold = 0.1  # a latent is dense if it fires on more than this share
+  
+  c.interpret = ml_collections.ConfigDict()
+  c.interpret.label_position = "item"  # item (the paper: the item at the position) | next_item
+  c.interpret.min_auc = 0.9  # a latent is monosemantic if its best attribute has AUC >= this ...
+  c.interpret.min_precision = 0.5  # ... and P(attribute | latent fired) >= this
+  c.interpret.top_k = 10  # top items and sequences kept per latent
+
+  c.steer = ml_collections.ConfigDict()
+  c.steer.mode = "add"  # set | add | scale
+  c.steer.positions = "all"  # all | last: positions whose hidden state is edited
+  c.steer.error_preserving = True  # h + decode(f') - decode(f); False: the paper's decode(f')
+  c.steer.strengths = (-8.0, -4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0, 8.0)  # typical activations
+  c.steer.moderate = 2.0  # the strengths the README table reports as moderate ...
+  c.steer.strong = 8.0  # ... and strong
+  c.steer.min_auc = 0.0  # sweep attributes whose best latent has at least this AUC
   return c
