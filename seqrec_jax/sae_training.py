@@ -283,7 +283,7 @@ def train_sae(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) ->
   ckpt = Checkpointer(out_dir / "checkpoints", max_to_keep=2)
   progress = Progress()
   if ckpt.latest_step() is not None:
-    state, extra = ckpt.restore(state)
+    state, extra, _ = ckpt.restore_newest_valid(state)
     progress = Progress(**extra["progress"])
     logging.info("train_sae: resumed from %s at step %d", ckpt.directory, progress.step)
 
@@ -295,7 +295,7 @@ def train_sae(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) ->
                s.batch_size, parallel.num_devices, parallel.mode)
 
   def host_state():
-    return jax.device_get(parallel.get_state(state))
+    return parallel.host_state(state)
 
   def save(extra_metrics=None):
     ckpt.save(progress.step, host_state(), {"progress": dataclasses.asdict(progress),
@@ -331,7 +331,7 @@ def train_sae(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) ->
           jax.random.fold_in(jax.random.PRNGKey(config.seed), progress.step), config=cfg)
       count = int(count)
       if count:
-        state = parallel.put_state(jax.device_get(new_state))
+        state = parallel.put_state(jax.device_get(new_state))  # same on every process
         progress.resampled += count
         logging.info("sae step %d: resampled %d dead latents", progress.step, count)
       window_start = time.perf_counter()

@@ -206,3 +206,13 @@ def test_dead_latent_counters_and_resampling():
   mu = new.opt_state[0].mu
   assert not np.asarray(mu["W_enc"])[:, :4].any() and not np.asarray(mu["W_dec"])[:4].any()
   np.testing.assert_array_equal(np.asarray(new.params["W_dec"])[~dead], np.asarray(state.params["W_dec"])[~dead])
+
+
+def test_host_kth_value_matches_lax_top_k(monkeypatch):
+  x = jax.random.normal(jax.random.PRNGKey(0), (5, 7, 64))
+  fast = jax.jit(lambda v: sae.topk_mask(v, 5))(x)
+  monkeypatch.setattr(sae, "HOST_SELECT_ON_CPU", False)
+  slow = jax.jit(lambda v: sae.topk_mask(v, 5))(x)
+  np.testing.assert_array_equal(fast, slow)
+  assert np.all(np.asarray(fast).sum(-1) == 5)
+  np.testing.assert_array_equal(fast, x >= jnp.sort(x, -1)[..., -5:-4])
