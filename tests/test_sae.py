@@ -20,16 +20,23 @@ def sparse_dictionary_data(n, d=64, m=256, active=4, seed=0):
 
 
 def train(cfg, x, *, steps, batch_size, lr, seed=0):
+  """`steps` shared train steps (`training.train_step`), scanned inside one jit."""
   norm = sae.fit_normalizer(x, "scalar")
   variables = sae.init_variables(cfg, jax.random.PRNGKey(seed),
                                  np.asarray(norm.normalize(x[:4096])), "mean")
   tx = optax.adam(lr)
   state = sae.create_train_state(cfg, variables, norm, tx, seed)
-  step = training.Parallel("jit").compile(sae.make_step_fns(cfg, tx))
-  rng = np.random.default_rng(seed + 1)
-  for _ in range(steps):
-    state, metrics = step(state, {"x": x[rng.integers(0, len(x), batch_size)]})
-  return state, metrics
+  fns = sae.make_step_fns(cfg, tx)
+  index = np.random.default_rng(seed + 1).integers(0, len(x), (steps, batch_size))
+
+  @jax.jit
+  def run(state, x, index):
+    def body(state, rows):
+      return training.train_step(state, {"x": x[rows]}, fns)
+    return jax.lax.scan(body, state, index)
+
+  state, metrics = run(state, jnp.asarray(x), index)
+  return state, jax.tree_util.tree_map(lambda m: m[-1], metrics)
 
 
 def mean_max_cosine(true_directions, learned):
@@ -42,7 +49,7 @@ def mean_max_cosine(true_directions, learned):
     ("topk", 3e-3, dict(k=4, k_aux=16)),
 ])
 def test_recovers_a_known_sparse_dictionary(variant, lr, kwargs):
-  x, directions = sparse_dictionary_data(50_000)
+  x, directions = sparse_dictionary_data(20_000)
   cfg = sae.SAEConfig(variant=variant, input_dim=64, dict_size=512, dead_tokens=20_000, **kwargs)
   state, _ = train(cfg, x, steps=1000, batch_size=256, lr=lr)
   mmcs = mean_max_cosine(directions, np.asarray(state.params["W_dec"]))
@@ -147,8 +154,8 @@ def test_auxk_gives_a_never_firing_dead_latent_gradient(variant):
   params["b_enc"] = params["b_enc"].at[0].set(1e-3)
   params["b_enc"] = params["b_enc"].at[1:].add(1.0)  # the others win the top k
   variables = sae.join_variables(params, state)
-  _, _, fwd = sae.per_example_loss(cfg, variables, x)
-  assert not np.any(np.asarray(fwd.latents)[:, 0] > 0)  # never fires
+  latents = jax.jit(lambda v: sae.per_example_loss(cfg, v, x)[2].latents)(variables)
+  assert not np.any(np.asarray(latents)[:, 0] > 0)  # never fires
 
   dead = jnp.zeros(m, bool).at[0].set(True)
   grad_w = jax.jit(lambda dead: jax.grad(
@@ -158,7 +165,7 @@ def test_auxk_gives_a_never_firing_dead_latent_gradient(variant):
   assert np.abs(np.asarray(with_aux["W_dec"][0])).sum() > 0
   without = grad_w(jnp.zeros(m, bool))  # not marked dead: no gradient reaches it
   assert np.abs(np.asarray(without["W_enc"][:, 0])).sum() == 0
-  assert float(sae.loss(cfg, variables, x, dead)[1]["aux"]) > 0
+  assert float(jax.jit(lambda v: sae.loss(cfg, v, x, dead)[1]["aux"])(variables)) > 0
 
 
 def test_batchtopk_training_budget_and_fixed_inference_threshold():
@@ -169,15 +176,16 @@ def test_batchtopk_training_budget_and_fixed_inference_threshold():
   state = sae.create_train_state(cfg, sae.init_variables(cfg, jax.random.PRNGKey(0)),
                                  sae.identity_normalizer(d), tx, 0)
   variables = sae.join_variables(state.params, state.model_state["state"])
-  _, parts, fwd = sae.per_example_loss(cfg, variables, jnp.asarray(x))
-  assert int(np.sum(np.asarray(fwd.latents) > 0)) == k * len(x)  # k per example on average
-  smallest = float(np.asarray(fwd.latents)[np.asarray(fwd.latents) > 0].min())
+  latents = np.asarray(jax.jit(lambda v: sae.per_example_loss(cfg, v, x)[2].latents)(variables))
+  assert int(np.sum(latents > 0)) == k * len(x)  # k per example on average
+  smallest = float(latents[latents > 0].min())
   step = jax.jit(lambda s, b: training.train_step(s, b, sae.make_step_fns(cfg, tx)))
   state, _ = step(state, {"x": x})
   assert float(state.model_state["state"]["threshold"]) == pytest.approx(smallest, rel=1e-5)
   trained = sae.trained_sae_from_state(cfg, state)
-  full = np.asarray(trained.encode(x))
-  single = np.concatenate([np.asarray(trained.encode(x[i : i + 1])) for i in range(4)])
+  encode = jax.jit(lambda t, v: t.encode(v))
+  full = np.asarray(encode(trained, x))
+  single = np.concatenate([np.asarray(encode(trained, x[i : i + 1])) for i in range(4)])
   np.testing.assert_array_equal(full[:4], single)  # per example, whatever the batch
   assert full[full > 0].min() > float(state.model_state["state"]["threshold"])
 
