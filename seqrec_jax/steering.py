@@ -4,7 +4,10 @@ An edit list is three arrays (`Edits`): latent ids, modes (set / add / scale) an
 sweep over strengths reuses one compiled forward pass. Values of `set` and `add` are in units of
 the latent's *typical activation* (its mean where it fires on the test positions): `add 2.0` adds
 twice what the latent usually carries when it is on, whatever its scale; `scale` multiplies.
-Edited latents are clipped at 0 (latents are non-negative in every SAE variant).
+Edited values are not clipped at 0: with the error-preserving form an edit moves h linearly along
+the latent's decoder direction, and a negative value ("no horror") pushes h away from it, which
+switching a latent off alone cannot do when other latents and the error term carry the same
+attribute.
 
 At the edited positions (`"last"` or `"all"`), with f = encode(h) and f' the edited latents:
 
@@ -65,7 +68,7 @@ def edit_latents(latents: jax.Array, edits: Edits, typical: jax.Array) -> jax.Ar
     new = jnp.select([mode == MODES["set"], mode == MODES["add"]],
                      [jnp.full_like(current, value * unit), current + value * unit],
                      current * value)
-    latents = latents.at[..., j].set(jnp.maximum(new, 0.0))
+    latents = latents.at[..., j].set(new)
   return latents
 
 

@@ -67,14 +67,14 @@ def test_add_moves_hidden_by_delta_times_decoder_direction(positions):
   assert float(f[..., j].min()) >= 0
 
 
-def test_set_scale_and_clipping():
+def test_set_scale_and_negative_add():
   typical = jnp.full(M, 2.0)
   f = jnp.abs(jax.random.normal(jax.random.PRNGKey(0), (4, M)))
   out = steering.edit_latents(f, steering.Edits.make([(1, "set", 3.0), (2, "scale", 0.5),
                                                       (3, "add", -100.0)]), typical)
   np.testing.assert_allclose(out[:, 1], 6.0)
   np.testing.assert_allclose(out[:, 2], f[:, 2] * 0.5, rtol=1e-6)
-  np.testing.assert_array_equal(out[:, 3], 0.0)
+  np.testing.assert_allclose(out[:, 3], f[:, 3] - 200.0, rtol=1e-6)  # not clipped
   np.testing.assert_array_equal(out[:, 4:], f[:, 4:])
 
 

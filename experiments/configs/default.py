@@ -95,8 +95,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.steer.mode = "add"  # set | add | scale
   c.steer.positions = "all"  # all | last: positions whose hidden state is edited
   c.steer.error_preserving = True  # h + decode(f') - decode(f); False: the paper's decode(f')
-  c.steer.strengths = (-8.0, -4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0, 8.0)  # typical activations
-  c.steer.moderate = 2.0  # the strengths the README table reports as moderate ...
-  c.steer.strong = 8.0  # ... and strong
+  c.steer.strengths = (-32.0, -16.0, -8.0, -4.0, 0.0, 4.0, 8.0, 16.0, 32.0)  # typical activations
+  c.steer.moderate = 8.0  # the strengths the README table reports as moderate ...
+  c.steer.strong = 32.0  # ... and strong
   c.steer.min_auc = 0.0  # sweep attributes whose best latent has at least this AUC
   return c

@@ -3,7 +3,10 @@
   python -m experiments.main --experiment=pipeline --config=experiments/configs/synthetic.py \
       --workdir=runs/synthetic
 
-Expected: each planted genre has a latent with AUC >= 0.9 (see README); a few minutes on 2 cores.
+Expected (seed 0, measured on 2 CPU cores): test NDCG@10 about 0.28; SAE explained variance
+about 0.99; every planted genre has a latent with AUC >= 0.98 (mean 0.99 vs 0.98 for the best raw
+dimensions); boosting a genre's latent by 64 typical activations fills the top 10 with that genre
+(share >= 0.94), subtracting 32 empties it. About 5 minutes.
 """
 
 from experiments.configs import default
@@ -16,4 +19,5 @@ def get_config():
   c.model.max_len = 32
   c.train.num_epochs = 60
   c.train.patience = 10
+  c.steer.strengths = (-32.0, -16.0, -8.0, 0.0, 8.0, 16.0, 32.0, 48.0, 64.0)
   return c
