@@ -18,10 +18,11 @@ direction's contribution to the reconstruction.
 Variants (`SAEConfig.variant`):
 
 * `relu_l1` (the paper's): `f = relu(W_enc^T (x - b_dec) + b_enc)`, loss
-  `||x - x_hat||^2 + l1_coeff * sum_j f_j ||W_dec_j||`. Choice: the decoder rows are *constrained*
-  to unit norm (renormalised inside the train step, `project_params`), as in the paper's vanilla
-  SAE; the norm factor in the penalty is then 1, but is kept so the loss stays correct without the
-  constraint.
+  `||x - x_hat||^2 + l1_coeff * sum_j f_j ||W_dec_j||`. Design choice: the decoder rows are
+  *constrained* to unit norm (renormalised after every update inside the train step,
+  `project_params`), the classic vanilla SAE; the norm factor in the penalty is then 1, but is kept
+  so that the loss stays right with `unit_norm_decoder=False` (Anthropic's later unconstrained
+  form).
 * `topk` (Gao et al. 2024): the k largest pre-activations (after ReLU), plus AuxK:
   `aux_coeff * ||e - e_hat||^2` where `e = stop_gradient(x - x_hat)` and `e_hat` decodes (without
   bias) the `k_aux` largest pre-activations among the dead latents, also after a ReLU, as in the
@@ -51,7 +52,8 @@ reaches `dead_tokens` (by default one epoch of SAE training activations). TopK a
 revive dead latents through AuxK; the others through `resample_dead` (Anthropic's resampling:
 dead latents are re-pointed at training inputs drawn with probability proportional to their
 squared reconstruction error, with the encoder at 0.2 x the mean alive encoder norm, encoder bias
-0, Adam moments of those weights reset, and counters cleared).
+0, Adam moments of those weights reset, and counters cleared). `sae_training` calls it every
+`resample_every_steps` steps during the first `resample_stop_fraction` of training.
 """
 
 from __future__ import annotations

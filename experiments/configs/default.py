@@ -60,7 +60,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.sae.k = 32  # topk / batchtopk: active latents per activation (batchtopk: on average)
   c.sae.k_aux = 32  # topk / batchtopk: dead latents in the AuxK loss (about d / 2)
   c.sae.aux_coeff = 1 / 32  # topk / batchtopk: weight of the AuxK loss
-  c.sae.l1_coeff = 0.1  # relu_l1 / gated: weight of the L1 penalty (normalised units)
+  c.sae.l1_coeff = 0.5  # relu_l1 / gated: weight of the L1 penalty (normalised units)
   c.sae.l0_coeff = 0.05  # jumprelu: weight of the L0 penalty
   c.sae.bandwidth = 0.05  # jumprelu: width eps of the straight-through rectangle kernel
   c.sae.init_threshold = 0.1  # jumprelu: initial threshold (normalised units)
