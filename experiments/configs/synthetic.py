@@ -15,7 +15,14 @@ from experiments.configs import default
 def get_config():
   c = default.get_config()
   c.data.name = "synthetic"
-  c.data.options.seed = 0  # the generator's seed (the data), apart from the training seed
+  o = c.data.options  # the generator's arguments (seqrec_jax.synthetic.make_synthetic)
+  o.seed = 0  # the generator's seed (the data), apart from the training seed
+  o.num_users = 1000
+  o.num_items = 400
+  o.num_genres = 8
+  o.min_len = 20  # sequence lengths, inclusive range
+  o.max_len = 50
+  o.stay_prob = 0.8  # probability that the genre chain keeps its genre at each step
   c.model.max_len = 32
   c.train.num_epochs = 60
   c.train.patience = 10
