@@ -46,8 +46,11 @@ def ours(variant: str, dead_fraction: float, batch_size: int) -> float:
   x = _data(batch_size)
   norm = sae.fit_normalizer(x, "scalar")
   tx = optax.adam(1e-4)
-  state = sae.create_train_state(cfg, sae.init_variables(cfg, jax.random.PRNGKey(0)), norm, tx, 0)
+  variables = sae.init_variables(cfg, jax.random.PRNGKey(0))
   dead = np.arange(M) < int(dead_fraction * M)
+  # Dead latents: marked dead and kept from firing (so that AuxK runs on every timed step).
+  variables["params"]["b_enc"] = jnp.where(dead, -100.0, variables["params"]["b_enc"])
+  state = sae.create_train_state(cfg, variables, norm, tx, 0)
   counters = np.where(dead, 2 * cfg.dead_tokens, 0).astype(np.int32)
   state = state.replace(model_state={**state.model_state, "tokens_since_fired": jnp.asarray(counters)})
   parallel = training.Parallel("jit")
@@ -102,7 +105,7 @@ def torch_step_seconds(variant: str, dead_fraction: float, batch_size: int) -> f
     loss.backward()
     opt.step()
     with torch.no_grad():
-      w_dec /= w_dec.norm(dim=1, keepdim=True)
+      w_dec.div_(w_dec.norm(dim=1, keepdim=True))
 
   return common.time_calls(step, warmup=3, repeats=10, min_seconds=3.0)
 

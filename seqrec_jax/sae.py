@@ -326,6 +326,70 @@ def topk_mask(values, k: int):
   return values >= kth_largest(values, k)
 
 
+def _auxk_chosen(pre, dead, k_aux: int):
+  """The `k_aux` largest pre-activations among dead latents, per row (bool `[B, M]`)."""
+  pre = jax.lax.stop_gradient(pre)
+  # Live latents get distinct values below every pre-activation (ties would slow a top-k).
+  floor = jnp.min(pre, -1, keepdims=True) - 1.0
+  masked = jnp.where(dead, pre, floor - jnp.arange(pre.shape[-1], dtype=pre.dtype))
+  return dead & topk_mask(masked, k_aux)
+
+
+def auxk_reference(pre, residual, w_dec, dead, k_aux: int):
+  """AuxK per example, `||residual - relu(pre)[chosen] @ W_dec||^2`, by plain autodiff (tests)."""
+  chosen = _auxk_chosen(pre, dead, k_aux)
+  residual_hat = jnp.where(chosen, nn.relu(pre), 0.0) @ w_dec
+  loss = jnp.sum(jnp.square(residual - residual_hat), -1)
+  return jnp.where(jnp.any(dead), loss, 0.0)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def auxk_loss(pre, residual, w_dec, dead, k_aux: int):
+  """`auxk_reference` with forward and backward skipped at run time when no latent is dead.
+
+  A plain `lax.cond` around the loss would make autodiff materialise `[B, M]` residuals and
+  cotangents of the skipped branch on every step (about a third of a TopK step on CPU); this
+  custom VJP keeps only a boolean mask. `pre[B, M]`, `residual[B, d]`, `w_dec[M, d]`, `dead[M]`.
+  """
+  return _auxk_fwd(pre, residual, w_dec, dead, k_aux)[0]
+
+
+def _auxk_fwd(pre, residual, w_dec, dead, k_aux):
+  any_dead = jnp.any(dead)
+
+  def compute(pre, residual, w_dec):
+    chosen = _auxk_chosen(pre, dead, k_aux)
+    diff = residual - jnp.where(chosen, nn.relu(pre), 0.0) @ w_dec
+    return jnp.sum(jnp.square(diff), -1), chosen, diff
+
+  def skip(pre, residual, w_dec):
+    return (jnp.zeros(pre.shape[:-1], pre.dtype), jnp.zeros(pre.shape, bool),
+            jnp.zeros_like(residual))
+
+  loss, chosen, diff = jax.lax.cond(any_dead, compute, skip, pre, residual, w_dec)
+  return loss, (pre, w_dec, chosen, diff, any_dead)
+
+
+def _auxk_bwd(k_aux, res, g):
+  del k_aux
+  pre, w_dec, chosen, diff, any_dead = res
+
+  def grads(g, pre, w_dec, chosen, diff):
+    d_diff = 2.0 * g[:, None] * diff
+    acts = jnp.where(chosen, nn.relu(pre), 0.0)
+    d_pre = jnp.where(chosen & (pre > 0), -(d_diff @ w_dec.T), 0.0)
+    return d_pre, d_diff, -(acts.T @ d_diff)
+
+  def zeros(g, pre, w_dec, chosen, diff):
+    return jnp.zeros_like(pre), jnp.zeros_like(diff), jnp.zeros_like(w_dec)
+
+  d_pre, d_residual, d_w = jax.lax.cond(any_dead, grads, zeros, g, pre, w_dec, chosen, diff)
+  return d_pre, d_residual, d_w, None
+
+
+auxk_loss.defvjp(_auxk_fwd, _auxk_bwd)
+
+
 class TopKSAE(SparseAutoencoder):
 
   def encode(self, x):
@@ -336,19 +400,7 @@ class TopKSAE(SparseAutoencoder):
     """AuxK: reconstruct the residual from the `k_aux` most active dead latents."""
     cfg = self.config
     residual = jax.lax.stop_gradient(x - x_hat)
-    w_dec = self.W_dec
-
-    def aux_loss(pre, residual, w_dec):
-      # Live latents get distinct values below every pre-activation (ties slow lax.top_k).
-      floor = jax.lax.stop_gradient(jnp.min(pre, -1, keepdims=True)) - 1.0
-      masked = jnp.where(dead, pre, floor - jnp.arange(cfg.dict_size, dtype=pre.dtype))
-      chosen = dead & topk_mask(masked, min(cfg.k_aux, cfg.dict_size))
-      residual_hat = jnp.where(chosen, nn.relu(pre), 0.0) @ w_dec
-      return cfg.aux_coeff * jnp.sum(jnp.square(residual - residual_hat), -1)
-
-    # Skipped at run time when no latent is dead (the common case).
-    return jax.lax.cond(jnp.any(dead), aux_loss, lambda p, r, w: jnp.zeros(p.shape[:-1], p.dtype),
-                        pre, residual, w_dec)
+    return cfg.aux_coeff * auxk_loss(pre, residual, self.W_dec, dead, min(cfg.k_aux, cfg.dict_size))
 
   def train_forward(self, x, dead):
     pre = self.pre_activations(x)

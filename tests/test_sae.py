@@ -224,3 +224,23 @@ def test_host_kth_value_matches_lax_top_k(monkeypatch):
   np.testing.assert_array_equal(fast, slow)
   assert np.all(np.asarray(fast).sum(-1) == 5)
   np.testing.assert_array_equal(fast, x >= jnp.sort(x, -1)[..., -5:-4])
+
+
+@pytest.mark.parametrize("num_dead", [0, 3, 40])
+def test_auxk_custom_vjp_matches_plain_autodiff(num_dead):
+  b, m, d = 16, 48, 8
+  keys = jax.random.split(jax.random.PRNGKey(num_dead), 4)
+  pre = jax.random.normal(keys[0], (b, m))
+  residual = jax.random.normal(keys[1], (b, d))
+  w_dec = jax.random.normal(keys[2], (m, d))
+  dead = jnp.arange(m) < num_dead
+  weights = jax.random.uniform(keys[3], (b,))
+  fast = jax.jit(jax.value_and_grad(
+      lambda p, r, w: jnp.sum(weights * sae.auxk_loss(p, r, w, dead, 8)), argnums=(0, 1, 2)))
+  slow = jax.jit(jax.value_and_grad(
+      lambda p, r, w: jnp.sum(weights * sae.auxk_reference(p, r, w, dead, 8)), argnums=(0, 1, 2)))
+  (v1, g1), (v2, g2) = fast(pre, residual, w_dec), slow(pre, residual, w_dec)
+  np.testing.assert_allclose(v1, v2, rtol=1e-5)
+  for a, c in zip(g1, g2):
+    np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-5)
+  assert (float(v1) == 0) == (num_dead == 0)
