@@ -68,3 +68,21 @@ def test_report_is_self_contained_and_has_steering_plots(workdir):
   assert (workdir / "interpret" / "steer_curves.png").exists()
   for name in _json(workdir / "interpret" / "results.json")["attributes"]:
     assert name in html
+
+
+def test_recommend_prints_before_and_after(workdir):
+  from seqrec_jax import steer_stage
+  from seqrec_jax.errors import DataError
+
+  from seqrec_jax import recommender
+
+  config = small_synthetic_config()
+  user = str(recommender.load_trained(workdir)[1].interactions.user_ids[0])
+  text = steer_stage.recommend(config, workdir, user, ["genre_00:+48"])
+  assert "top 10 without edits" in text and "top 10 with genre_00:+48" in text
+  after = text.split("top 10 with")[1].splitlines()[1:]
+  assert len(after) == 10 and sum("genre_00" in line for line in after) >= 5
+  with pytest.raises(DataError, match="close matches"):
+    steer_stage.recommend(config, workdir, user + "9", [])
+  with pytest.raises(DataError, match="unknown attribute .genre_0.; close matches: genre_0"):
+    steer_stage.recommend(config, workdir, user, ["genre_0:+2"])
