@@ -290,7 +290,10 @@ def finished_results(workdir: pathlib.Path, config) -> dict | None:
   results, saved = workdir / "results.json", workdir / "config.json"
   if config.get("overwrite") or not (results.exists() and saved.exists()):
     return None
-  if json.loads(saved.read_text()) != json.loads(json.dumps(config.to_dict())):
+  relevant = ("seed", "data", "model", "train", "eval")  # what this stage's results depend on
+  before = json.loads(saved.read_text())
+  now = json.loads(json.dumps(config.to_dict()))
+  if any(before.get(key) != now.get(key) for key in relevant):
     return None
   return json.loads(results.read_text())
 
