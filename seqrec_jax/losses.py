@@ -32,6 +32,12 @@ def _finish(nll, labels):
   return jnp.sum(jnp.where(valid, nll, 0.0)), jnp.sum(valid)
 
 
+def _logits(hidden, table):
+  """`hidden[N, d] @ table[V, d]^T` in the hidden states' dtype, accumulated in float32."""
+  return jnp.einsum("nd,vd->nv", hidden, table.astype(hidden.dtype),
+                    preferred_element_type=jnp.float32)
+
+
 def _label_logits(hidden, table, labels):
   """`h · e_label` for each row, `[N]` (float32)."""
   safe = jnp.where(labels != PAD_ID, labels, 1)
@@ -49,8 +55,9 @@ def full_softmax_ce(hidden: jax.Array, table: jax.Array, labels: jax.Array):
     `(loss_sum, count)`: summed negative log-likelihood and number of labelled positions.
   """
   hidden, labels = _flatten(hidden, labels)
-  logits = (hidden @ table.astype(hidden.dtype).T).astype(jnp.float32)
-  logits = logits.at[:, PAD_ID].set(-jnp.inf)
+  # Logits of items 1..V-1 only (PAD_ID = 0 is row 0): the padding item never scores, without an
+  # [N, V] scatter of -inf (a full extra pass over the logits on CPU).
+  logits = _logits(hidden, table[1:])
   nll = jax.nn.logsumexp(logits, axis=-1) - _label_logits(hidden, table, labels)
   return _finish(nll, labels)
 
@@ -68,7 +75,7 @@ def chunked_softmax_ce(hidden: jax.Array, table: jax.Array, labels: jax.Array, *
   def body(carry, chunk_and_start):
     running_max, running_sum = carry
     chunk, start = chunk_and_start
-    logits = (hidden @ chunk.astype(hidden.dtype).T).astype(jnp.float32)
+    logits = _logits(hidden, chunk)
     ids = start + jnp.arange(chunk_size)
     logits = jnp.where((ids != PAD_ID) & (ids < num_items), logits, -jnp.inf)
     new_max = jnp.maximum(running_max, logits.max(-1))
@@ -100,7 +107,7 @@ def sampled_softmax_ce(hidden, table, labels, *, negatives: jax.Array, log_q: ja
   """
   hidden, labels = _flatten(hidden, labels)
   pos = _label_logits(hidden, table, labels)
-  neg = (hidden @ table[negatives].astype(hidden.dtype).T).astype(jnp.float32)  # [N, S]
+  neg = _logits(hidden, table[negatives])  # [N, S]
   if log_q is not None:
     log_s = jnp.log(negatives.shape[0])
     pos = pos - (log_s + log_q[jnp.where(labels != PAD_ID, labels, 1)])

@@ -33,7 +33,10 @@ class ModelConfig:
   mlp_dim: int = struct.field(pytree_node=False, default=256)  # MLP hidden width (4 d)
   dropout_rate: float = struct.field(pytree_node=False, default=0.1)
   deterministic: bool = struct.field(pytree_node=False, default=True)  # True disables dropout
-  dtype: str = struct.field(pytree_node=False, default="float32")  # activation / matmul dtype
+  # Activation and matmul dtype ("bfloat16" on accelerators). Parameters stay float32 (the
+  # master weights), LayerNorm statistics and the attention softmax run in float32, item logits
+  # accumulate in float32 and the losses are computed in float32.
+  dtype: str = struct.field(pytree_node=False, default="float32")
 
   @property
   def mask_token(self) -> int:
@@ -81,6 +84,7 @@ class Attention(nn.Module):
         dtype=cfg.dtype,
         dropout_rate=cfg.dropout_rate,
         deterministic=cfg.deterministic,
+        force_fp32_for_softmax=True,
         name="self_attention",
     )(x, x, mask=mask)
     return nn.Dropout(cfg.dropout_rate)(h, deterministic=cfg.deterministic)
@@ -93,8 +97,10 @@ class TransformerBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
-    x = x + Attention(self.config, name="attention")(nn.LayerNorm(name="ln_attention")(x), mask)
-    return x + Mlp(self.config, name="mlp")(nn.LayerNorm(name="ln_mlp")(x))
+    dtype = self.config.dtype
+    x = x + Attention(self.config, name="attention")(
+        nn.LayerNorm(dtype=dtype, name="ln_attention")(x), mask)
+    return x + Mlp(self.config, name="mlp")(nn.LayerNorm(dtype=dtype, name="ln_mlp")(x))
 
 
 def attention_mask(input_ids: jax.Array, causal: bool) -> jax.Array:
@@ -120,7 +126,7 @@ class SequentialRecommender(nn.Module):
     self.position_embedding = nn.Embed(cfg.max_len, cfg.hidden_dim, embedding_init=init)
     self.embed_dropout = nn.Dropout(cfg.dropout_rate)
     self.blocks = [TransformerBlock(cfg) for _ in range(cfg.num_blocks)]
-    self.final_norm = nn.LayerNorm()
+    self.final_norm = nn.LayerNorm(dtype=cfg.dtype)
 
   def __call__(self, input_ids: jax.Array) -> jax.Array:
     """`input_ids[B, L]` int32 -> hidden states `[B, L, d]`."""
@@ -142,9 +148,9 @@ class SequentialRecommender(nn.Module):
     return self(input_ids), self.item_embeddings()
 
   def item_logits(self, hidden: jax.Array) -> jax.Array:
-    """Scores `[..., V]` for hidden states `[..., d]`; padding id 0 scores -inf."""
+    """Scores `[..., V]` (float32) for hidden states `[..., d]`; padding id 0 scores -inf."""
     table = self.item_embeddings().astype(hidden.dtype)
-    logits = (hidden @ table.T).astype(jnp.float32)
+    logits = jnp.einsum("...d,vd->...v", hidden, table, preferred_element_type=jnp.float32)
     return logits.at[..., PAD_ID].set(-jnp.inf)
 
 
@@ -155,4 +161,5 @@ def make_model(config: ModelConfig, *, train: bool = False) -> SequentialRecomme
 def init_params(config: ModelConfig, rng: jax.Array):
   model = make_model(config)
   dummy = jnp.zeros((1, config.max_len), jnp.int32).at[:, -1].set(1)
-  return model.init(rng, dummy)["params"]
+  # One compiled init instead of ~80 eagerly dispatched (and separately compiled) ops.
+  return jax.jit(model.init)(rng, dummy)["params"]
