@@ -2,17 +2,21 @@
 
     python -m benchmarks.train_throughput [--num_items 1683,27000] [--no_torch]
 
-For each catalogue size: our jitted step (64-d, 2 blocks, 2 heads, length 64, batch 128, full
-softmax CE, Adam) in sequences/s; the step's FLOP/s (XLA's cost analysis of the compiled step
-divided by its time) next to a plain `jnp.dot` of the item-softmax shapes `[B·L, d] @ [d, V]`
-timed in the same run (the machine's practical matmul limit); and, when torch is installed, the
-PyTorch reference of the same shape (benchmarks/torch_reference.py). Writes
-benchmarks/results/train_throughput.json.
+For each catalogue size: our jitted step (64-d, 2 blocks, 2 heads, length 64, batch 128, dropout
+0.1, full softmax CE, Adam) in sequences/s; the step's FLOP/s (XLA's cost analysis of the
+compiled step divided by its time) next to a plain `jnp.dot` of the item-softmax shapes
+`[B·L, d] @ [d, V]` timed in the same run (the machine's practical matmul rate for these shapes);
+and, when torch is installed, the PyTorch reference of the same shape and dropout
+(benchmarks/torch_reference.py: HuggingFace GPT2Model with a tied item embedding when
+`transformers` is installed). `figure` = our sequences/s at the first size, `reference` =
+PyTorch's, `ratio` = ours / PyTorch; each row also has `flop_efficiency` = step FLOP/s / matmul
+FLOP/s. Writes benchmarks/results/train_throughput.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 
 import jax
 import jax.numpy as jnp
@@ -24,33 +28,36 @@ from seqrec_jax import recommender, training
 from seqrec_jax.models import ModelConfig, init_params
 
 PAPER = dict(hidden_dim=64, num_blocks=2, num_heads=2, max_len=64, batch_size=128)
+DROPOUT = 0.1
 
 
-def our_step(num_items: int) -> tuple[float, float]:
+def our_step(num_items: int, shape: dict = PAPER, dtype: str = "float32") -> tuple[float, float]:
   """(seconds per step, FLOPs per step)."""
-  cfg = ModelConfig(kind="sasrec", num_items=num_items, max_len=PAPER["max_len"],
-                    hidden_dim=PAPER["hidden_dim"], num_blocks=PAPER["num_blocks"],
-                    num_heads=PAPER["num_heads"], mlp_dim=4 * PAPER["hidden_dim"], dropout_rate=0.1)
+  cfg = ModelConfig(kind="sasrec", num_items=num_items, max_len=shape["max_len"],
+                    hidden_dim=shape["hidden_dim"], num_blocks=shape["num_blocks"],
+                    num_heads=shape["num_heads"], mlp_dim=4 * shape["hidden_dim"],
+                    dropout_rate=DROPOUT, dtype=dtype)
   tx = optax.adam(1e-3)
   parallel = training.Parallel("jit")
   step = parallel.compile(recommender.make_step_fns(cfg, tx))
   state = parallel.put_state(training.create_train_state(init_params(cfg, jax.random.PRNGKey(0)), tx, 0))
   rng = np.random.default_rng(0)
-  ids = rng.integers(1, num_items, (PAPER["batch_size"], PAPER["max_len"] + 1)).astype(np.int32)
+  ids = rng.integers(1, num_items, (shape["batch_size"], shape["max_len"] + 1)).astype(np.int32)
   batch = parallel.put_batch({"input_ids": ids[:, :-1], "labels": ids[:, 1:]})
-  flops = step.lower(state, batch).compile().cost_analysis()
+  compiled = step.lower(state, batch).compile()
+  flops = compiled.cost_analysis()
   flops = (flops[0] if isinstance(flops, list) else flops).get("flops", float("nan"))
   holder = [state]
 
   def run():
-    holder[0], metrics = step(holder[0], batch)
+    holder[0], metrics = compiled(holder[0], batch)
     jax.block_until_ready(metrics)
 
   return common.time_calls(run), flops
 
 
-def matmul_flops_per_second(num_items: int) -> float:
-  n, d = PAPER["batch_size"] * PAPER["max_len"], PAPER["hidden_dim"]
+def matmul_flops_per_second(num_items: int, shape: dict = PAPER) -> float:
+  n, d = shape["batch_size"] * shape["max_len"], shape["hidden_dim"]
   a = jax.random.normal(jax.random.PRNGKey(0), (n, d))
   b = jax.random.normal(jax.random.PRNGKey(1), (d, num_items))
   dot = jax.jit(jnp.dot)
@@ -58,32 +65,50 @@ def matmul_flops_per_second(num_items: int) -> float:
   return 2 * n * d * num_items / seconds
 
 
-def main():
-  parser = argparse.ArgumentParser()
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--num_items", default="1683,27000")
+  parser.add_argument("--batch_size", type=int, default=PAPER["batch_size"])
+  parser.add_argument("--max_len", type=int, default=PAPER["max_len"])
+  parser.add_argument("--dtype", default="float32", help="model.dtype (bfloat16 on accelerators)")
   parser.add_argument("--no_torch", action="store_true")
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
+  shape = {**PAPER, "batch_size": args.batch_size, "max_len": args.max_len}
   env = common.environment()
-  print(f"device {env['device']}, load average before start {env['load_average_before']:.2f}")
+  print(f"device {env['device']}, load average before start {env['load_averages_before']}",
+        flush=True)
+  use_torch = not args.no_torch and torch_reference.available()
   rows = []
   for num_items in [int(v) for v in args.num_items.split(",")]:
-    seconds, flops = our_step(num_items)
-    peak = matmul_flops_per_second(num_items)
-    row = {"num_items": num_items, "seq_per_s": PAPER["batch_size"] / seconds,
+    load = os.getloadavg()[0]
+    seconds, flops = our_step(num_items, shape, args.dtype)
+    peak = matmul_flops_per_second(num_items, shape)
+    row = {"num_items": num_items, "seq_per_s": shape["batch_size"] / seconds,
            "step_seconds": seconds, "step_flops": flops, "step_flop_per_s": flops / seconds,
-           "matmul_flop_per_s": peak, "flop_efficiency": flops / seconds / peak}
-    if not args.no_torch and torch_reference.available():
-      torch_seconds, kind = torch_reference.recommender_step_seconds(num_items=num_items, **PAPER)
-      row.update(torch_model=kind, torch_seq_per_s=PAPER["batch_size"] / torch_seconds,
-                 ratio=torch_seconds / seconds)
+           "matmul_flop_per_s": peak, "flop_efficiency": flops / seconds / peak,
+           "mfu": common.model_flops_utilisation(flops, seconds, args.dtype),
+           "load_average_before": load}
+    if use_torch:
+      torch_seconds, kind = torch_reference.recommender_step_seconds(
+          num_items=num_items, dropout_rate=DROPOUT, steps=1 if common.quick() else 5, **shape)
+      row.update(torch_model=kind, torch_seq_per_s=shape["batch_size"] / torch_seconds,
+                 torch_step_seconds=torch_seconds, ratio=torch_seconds / seconds)
     rows.append(row)
-    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-  if not (not args.no_torch and torch_reference.available()):
-    print("torch not installed: no PyTorch column (pip install torch==2.13.0)")
-  first = rows[0]
-  result = {**env, "config": PAPER, "rows": rows, "figure": first["seq_per_s"], "unit": "sequences/s",
-            "reference": first.get("torch_seq_per_s"), "ratio": first.get("ratio")}
-  print("wrote", common.save("train_throughput", result))
+    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+          flush=True)
+  if not use_torch:
+    print("torch not installed (or --no_torch): no PyTorch column (pip install torch==2.13.0)")
+  first, last = rows[0], rows[-1]
+  summary = f"{first['num_items']:,} items; {last['num_items']:,} items: " \
+            f"{last['flop_efficiency']:.0%} of matmul FLOP/s"
+  if last.get("ratio") is not None and last is not first:
+    summary += f", {last['ratio']:.2f}x torch"
+  common.record(
+      "train_throughput", env, figure=first["seq_per_s"], unit="sequences/s",
+      reference=first.get("torch_seq_per_s"), ratio=first.get("ratio"), summary=summary,
+      figure_definition=f"sequences/s of our train step at {first['num_items']} items",
+      reference_definition="sequences/s of the PyTorch reference of the same shape and dropout",
+      config={**shape, "dropout_rate": DROPOUT, "dtype": args.dtype}, rows=rows)
 
 
 if __name__ == "__main__":
