@@ -82,6 +82,7 @@ def environment() -> dict:
       "load_averages_before": list(os.getloadavg()),  # 1, 5 and 15 minutes
       "versions": versions,
       "quick": quick(),
+      "glibc_tunables": os.environ.get("GLIBC_TUNABLES"),  # benchmarks.run sets hugetlb=1
       "date": time.strftime("%Y-%m-%d %H:%M:%S"),
   }
 
