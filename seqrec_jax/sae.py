@@ -26,8 +26,9 @@ Variants (`SAEConfig.variant`):
 * `topk` (Gao et al. 2024): the k largest pre-activations (after ReLU), plus AuxK:
   `aux_coeff * ||e - e_hat||^2` where `e = stop_gradient(x - x_hat)` and `e_hat` decodes (without
   bias) the `k_aux` largest pre-activations among the dead latents, also after a ReLU, as in the
-  reference implementations. A latent that never wins the top k but has positive pre-activations
-  thus gets gradient (tested).
+  reference implementations (exactly so while at most `k_aux` latents are dead; with more, the
+  `k_aux` dead latents most active on average over the batch, see `auxk_loss`). A latent that
+  never wins the top k but has positive pre-activations thus gets gradient (tested).
 * `batchtopk` (Bussmann et al. 2024): training keeps the `k * B` largest activations over the
   whole batch (under pmap: over the per-device batch); inference keeps activations above a fixed
   threshold, a running estimate (`state.threshold`) of the smallest activation kept in training
@@ -343,51 +344,33 @@ def auxk_reference(pre, residual, w_dec, dead, k_aux: int):
   return jnp.where(jnp.any(dead), loss, 0.0)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def auxk_loss(pre, residual, w_dec, dead, k_aux: int):
-  """`auxk_reference` with forward and backward skipped at run time when no latent is dead.
+def auxk_candidates(mean_pre, dead, k_aux: int):
+  """Indices `[k_aux]` of the dead latents AuxK uses, and which of them are real (dead).
 
-  A plain `lax.cond` around the loss would make autodiff materialise `[B, M]` residuals and
-  cotangents of the skipped branch on every step (about a third of a TopK step on CPU); this
-  custom VJP keeps only a boolean mask. `pre[B, M]`, `residual[B, d]`, `w_dec[M, d]`, `dead[M]`.
+  All dead latents when there are at most `k_aux`; otherwise the `k_aux` dead latents with the
+  largest mean pre-activation `mean_pre[M]` over the batch.
   """
-  return _auxk_fwd(pre, residual, w_dec, dead, k_aux)[0]
+  score = jnp.where(dead, jax.lax.stop_gradient(mean_pre), -jnp.inf)
+  score, index = jax.lax.top_k(score, k_aux)
+  return index, score > -jnp.inf
 
 
-def _auxk_fwd(pre, residual, w_dec, dead, k_aux):
-  any_dead = jnp.any(dead)
+def auxk_loss(x, residual, w_enc, bias, w_dec, dead, k_aux: int):
+  """AuxK per example, `[B]`, computed on `k_aux` gathered dead latents only.
 
-  def compute(pre, residual, w_dec):
-    chosen = _auxk_chosen(pre, dead, k_aux)
-    diff = residual - jnp.where(chosen, nn.relu(pre), 0.0) @ w_dec
-    return jnp.sum(jnp.square(diff), -1), chosen, diff
-
-  def skip(pre, residual, w_dec):
-    return (jnp.zeros(pre.shape[:-1], pre.dtype), jnp.zeros(pre.shape, bool),
-            jnp.zeros_like(residual))
-
-  loss, chosen, diff = jax.lax.cond(any_dead, compute, skip, pre, residual, w_dec)
-  return loss, (pre, w_dec, chosen, diff, any_dead)
-
-
-def _auxk_bwd(k_aux, res, g):
-  del k_aux
-  pre, w_dec, chosen, diff, any_dead = res
-
-  def grads(g, pre, w_dec, chosen, diff):
-    d_diff = 2.0 * g[:, None] * diff
-    acts = jnp.where(chosen, nn.relu(pre), 0.0)
-    d_pre = jnp.where(chosen & (pre > 0), -(d_diff @ w_dec.T), 0.0)
-    return d_pre, d_diff, -(acts.T @ d_diff)
-
-  def zeros(g, pre, w_dec, chosen, diff):
-    return jnp.zeros_like(pre), jnp.zeros_like(diff), jnp.zeros_like(w_dec)
-
-  d_pre, d_residual, d_w = jax.lax.cond(any_dead, grads, zeros, g, pre, w_dec, chosen, diff)
-  return d_pre, d_residual, d_w, None
-
-
-auxk_loss.defvjp(_auxk_fwd, _auxk_bwd)
+  `x[B, d]` (normalised), `residual[B, d]`, `w_enc[d, M]`, `bias[M]` (so that the
+  pre-activations are `x @ w_enc + bias`), `w_dec[M, d]`, `dead[M]`. The candidates'
+  pre-activations are recomputed from `x` (`[B, d] x [d, k_aux]`), so the cost is small and
+  constant, with no branch on the number of dead latents (XLA:CPU runs the neighbours of a
+  conditional much slower). Equals `auxk_reference` (the `k_aux` largest dead pre-activations of
+  each row) whenever at most `k_aux` latents are dead (tested); with more, the same `k_aux`
+  candidates serve the whole batch: the dead latents most active on average.
+  """
+  index, real = auxk_candidates(jnp.mean(x, 0) @ w_enc + bias, dead, k_aux)
+  pre_dead = x @ jnp.take(w_enc, index, axis=1) + jnp.take(bias, index)  # [B, k_aux]
+  acts = jnp.where(real, nn.relu(pre_dead), 0.0)
+  loss = jnp.sum(jnp.square(residual - acts @ jnp.take(w_dec, index, axis=0)), -1)
+  return jnp.where(jnp.any(dead), loss, 0.0)
 
 
 class TopKSAE(SparseAutoencoder):
@@ -396,18 +379,20 @@ class TopKSAE(SparseAutoencoder):
     pre = self.pre_activations(x)
     return jnp.where(topk_mask(pre, self.config.k), nn.relu(pre), 0.0)
 
-  def auxk(self, x, x_hat, pre, dead):
+  def auxk(self, x, x_hat, dead):
     """AuxK: reconstruct the residual from the `k_aux` most active dead latents."""
     cfg = self.config
     residual = jax.lax.stop_gradient(x - x_hat)
-    return cfg.aux_coeff * auxk_loss(pre, residual, self.W_dec, dead, min(cfg.k_aux, cfg.dict_size))
+    bias = self.b_enc - self.b_dec @ self.W_enc  # pre-activations = x @ W_enc + bias
+    return cfg.aux_coeff * auxk_loss(x, residual, self.W_enc, bias, self.W_dec, dead,
+                                     min(cfg.k_aux, cfg.dict_size))
 
   def train_forward(self, x, dead):
     pre = self.pre_activations(x)
     f = jnp.where(topk_mask(pre, self.config.k), nn.relu(pre), 0.0)
     x_hat = self.decode(f)
     zeros = jnp.zeros(x.shape[:-1], x.dtype)
-    return Forward(x_hat, f, zeros, self.auxk(x, x_hat, pre, dead), {})
+    return Forward(x_hat, f, zeros, self.auxk(x, x_hat, dead), {})
 
 
 class BatchTopKSAE(TopKSAE):
@@ -431,7 +416,7 @@ class BatchTopKSAE(TopKSAE):
     smallest_kept = jnp.min(jnp.where(keep, acts, jnp.inf))
     smallest_kept = jnp.where(jnp.isfinite(smallest_kept), smallest_kept, 0.0)
     zeros = jnp.zeros(x.shape[:-1], x.dtype)
-    return Forward(x_hat, f, zeros, self.auxk(x, x_hat, pre, dead),
+    return Forward(x_hat, f, zeros, self.auxk(x, x_hat, dead),
                    {"smallest_kept": jax.lax.stop_gradient(smallest_kept)})
 
 

@@ -226,20 +226,32 @@ def test_host_kth_value_matches_lax_top_k(monkeypatch):
   np.testing.assert_array_equal(fast, x >= jnp.sort(x, -1)[..., -5:-4])
 
 
-@pytest.mark.parametrize("num_dead", [0, 3, 40])
-def test_auxk_custom_vjp_matches_plain_autodiff(num_dead):
+@pytest.mark.parametrize("num_dead", [0, 3, 8, 9, 40])
+def test_auxk_on_gathered_dead_latents_matches_plain_autodiff(num_dead):
+  """k_aux = 8: exact while at most 8 latents are dead; beyond, exact on the 8 candidates (the
+  dead latents with the largest mean pre-activation)."""
   b, m, d = 16, 48, 8
-  keys = jax.random.split(jax.random.PRNGKey(num_dead), 4)
-  pre = jax.random.normal(keys[0], (b, m))
+  keys = jax.random.split(jax.random.PRNGKey(num_dead), 6)
+  x = jax.random.normal(keys[0], (b, d))
   residual = jax.random.normal(keys[1], (b, d))
-  w_dec = jax.random.normal(keys[2], (m, d))
-  dead = jnp.arange(m) < num_dead
+  w_enc = jax.random.normal(keys[2], (d, m))
+  bias = jax.random.normal(keys[4], (m,))
+  w_dec = jax.random.normal(keys[5], (m, d))
+  dead = jax.random.permutation(keys[3], jnp.arange(m) < num_dead)
   weights = jax.random.uniform(keys[3], (b,))
+  reference_dead = dead
+  if num_dead > 8:
+    index, real = sae.auxk_candidates(jnp.mean(x @ w_enc + bias, 0), dead, 8)
+    reference_dead = jnp.zeros(m, bool).at[index].set(real)
+    assert int(reference_dead.sum()) == 8 and bool(jnp.all(dead | ~reference_dead))
   fast = jax.jit(jax.value_and_grad(
-      lambda p, r, w: jnp.sum(weights * sae.auxk_loss(p, r, w, dead, 8)), argnums=(0, 1, 2)))
+      lambda we, bi, wd: jnp.sum(weights * sae.auxk_loss(x, residual, we, bi, wd, dead, 8)),
+      argnums=(0, 1, 2)))
   slow = jax.jit(jax.value_and_grad(
-      lambda p, r, w: jnp.sum(weights * sae.auxk_reference(p, r, w, dead, 8)), argnums=(0, 1, 2)))
-  (v1, g1), (v2, g2) = fast(pre, residual, w_dec), slow(pre, residual, w_dec)
+      lambda we, bi, wd: jnp.sum(weights * sae.auxk_reference(x @ we + bi, residual, wd,
+                                                              reference_dead, 8)),
+      argnums=(0, 1, 2)))
+  (v1, g1), (v2, g2) = fast(w_enc, bias, w_dec), slow(w_enc, bias, w_dec)
   np.testing.assert_allclose(v1, v2, rtol=1e-5)
   for a, c in zip(g1, g2):
     np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-5)
