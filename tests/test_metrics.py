@@ -72,3 +72,27 @@ def test_padding_and_seen_items_never_recommended():
   seen = jnp.asarray(np.array([[3, 4, 0]] * 5, np.int32))
   top = np.asarray(metrics.top_k_items(metrics.mask_seen(scores, seen), K))
   assert not np.isin(top, [0, 3, 4]).any()
+
+
+def test_list_features_match_direct_computation():
+  rng = np.random.default_rng(3)
+  counts = rng.integers(0, 50, V).astype(np.float64)
+  attrs = rng.random((V, 4)) < 0.3
+  attrs[7] = False  # an item without attributes
+  features = metrics.ListFeatures(counts, attrs, ["a", "b", "c", "d"])
+  top = rng.integers(1, V, (6, 5))
+  top[0, 0] = 7
+  got = features.per_user(top)
+  p = (counts + 1) / (counts.sum() + V)
+  for u in range(len(top)):
+    items = top[u]
+    assert got["novelty"][u] == pytest.approx(np.mean(-np.log2(p[items])))
+    distances = []
+    for i in range(5):
+      for j in range(5):
+        if i != j:
+          a, b = attrs[items[i]].astype(float), attrs[items[j]].astype(float)
+          cos = a @ b / (np.linalg.norm(a) * np.linalg.norm(b)) if a.any() and b.any() else 0.0
+          distances.append(1 - cos)
+    assert got["ild"][u] == pytest.approx(np.mean(distances))
+    np.testing.assert_allclose(got["share"][u], attrs[items].mean(0))
