@@ -5,8 +5,9 @@ shared train step can normalise by the global count across devices. Three forms:
 
 * `full_softmax_ce`: logits `[N, V]` in one matrix product (fastest for small catalogues).
 * `chunked_softmax_ce`: the same value and gradient computed over item chunks with an online
-  log-sum-exp; under `jax.checkpoint` only `[N, chunk]` logits exist at any time, forward or
-  backward, so catalogues of millions of items fit.
+  log-sum-exp and a custom backward pass that recomputes each chunk's logits; only
+  `[N, chunk]` logits exist at any time, forward or backward, so catalogues of millions of items
+  fit.
 * `sampled_softmax_ce`: the label against `S` negatives shared across the batch, with the logQ
   correction of the sampling distribution (uniform or popularity).
 """
@@ -65,31 +66,76 @@ def full_softmax_ce(hidden: jax.Array, table: jax.Array, labels: jax.Array):
 def chunked_softmax_ce(hidden: jax.Array, table: jax.Array, labels: jax.Array, *, chunk_size: int):
   """`full_softmax_ce` without materialising `[N, V]` logits (same arguments and result)."""
   hidden, labels = _flatten(hidden, labels)
+  lse = chunked_logsumexp(hidden, table, chunk_size)
+  return _finish(lse - _label_logits(hidden, table, labels), labels)
+
+
+def _chunks(table, chunk_size):
+  """`table[V, d]` -> zero-padded chunks `[C, chunk_size, d]` and each chunk's item ids."""
   num_items, dim = table.shape
   num_chunks = -(-num_items // chunk_size)
   padded = jnp.zeros((num_chunks * chunk_size, dim), table.dtype).at[:num_items].set(table)
-  chunks = padded.reshape(num_chunks, chunk_size, dim)
-  starts = jnp.arange(num_chunks) * chunk_size
+  ids = jnp.arange(num_chunks * chunk_size).reshape(num_chunks, chunk_size)
+  return padded.reshape(num_chunks, chunk_size, dim), ids
 
-  @jax.checkpoint
-  def body(carry, chunk_and_start):
+
+def _chunk_logits(hidden, chunk, ids, num_items):
+  """Float32 logits `[N, chunk]`; padding id and the chunk's tail past the catalogue: -inf."""
+  return jnp.where((ids != PAD_ID) & (ids < num_items), _logits(hidden, chunk), -jnp.inf)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def chunked_logsumexp(hidden: jax.Array, table: jax.Array, chunk_size: int) -> jax.Array:
+  """`logsumexp(hidden @ table[1:].T, -1)` `[N]` (float32), one item chunk at a time.
+
+  The forward pass is an online log-sum-exp over chunks; the backward pass (custom VJP)
+  recomputes each chunk's logits and turns them into softmax weights with the saved result, so
+  that both passes hold `[N, chunk_size]` logits at most and cost four matrix products in all,
+  one more than the full softmax.
+  """
+  return _chunked_lse_fwd(hidden, table, chunk_size)[0]
+
+
+def _chunked_lse_fwd(hidden, table, chunk_size):
+  num_items = table.shape[0]
+  chunks, ids = _chunks(table, chunk_size)
+
+  def body(carry, chunk_and_ids):
     running_max, running_sum = carry
-    chunk, start = chunk_and_start
-    logits = _logits(hidden, chunk)
-    ids = start + jnp.arange(chunk_size)
-    logits = jnp.where((ids != PAD_ID) & (ids < num_items), logits, -jnp.inf)
+    logits = _chunk_logits(hidden, *chunk_and_ids, num_items)
     new_max = jnp.maximum(running_max, logits.max(-1))
     running_sum = running_sum * jnp.exp(running_max - new_max) + jnp.exp(
         logits - new_max[:, None]).sum(-1)
     return (new_max, running_sum), None
 
   n = hidden.shape[0]
-  init = (jnp.full((n,), -jnp.inf, jnp.float32), jnp.zeros((n,), jnp.float32))
   # Start from a finite max so that exp(-inf - -inf) never appears.
-  init = (jnp.full((n,), -1e30, jnp.float32), init[1])
-  (row_max, row_sum), _ = jax.lax.scan(body, init, (chunks, starts))
+  init = (jnp.full((n,), -1e30, jnp.float32), jnp.zeros((n,), jnp.float32))
+  (row_max, row_sum), _ = jax.lax.scan(body, init, (chunks, ids))
   lse = row_max + jnp.log(row_sum)
-  return _finish(lse - _label_logits(hidden, table, labels), labels)
+  return lse, (hidden, table, lse)
+
+
+def _chunked_lse_bwd(chunk_size, residuals, g):
+  hidden, table, lse = residuals
+  num_items, dim = table.shape
+  chunks, ids = _chunks(table, chunk_size)
+
+  def body(d_hidden, chunk_and_ids):
+    chunk, chunk_ids = chunk_and_ids
+    logits = _chunk_logits(hidden, chunk, chunk_ids, num_items)
+    weights = (jnp.exp(logits - lse[:, None]) * g[:, None]).astype(hidden.dtype)  # [N, chunk]
+    d_hidden = d_hidden + jnp.einsum("nc,cd->nd", weights, chunk.astype(hidden.dtype),
+                                     preferred_element_type=jnp.float32)
+    d_chunk = jnp.einsum("nc,nd->cd", weights, hidden, preferred_element_type=jnp.float32)
+    return d_hidden, d_chunk
+
+  d_hidden, d_chunks = jax.lax.scan(body, jnp.zeros(hidden.shape, jnp.float32), (chunks, ids))
+  d_table = d_chunks.reshape(-1, dim)[:num_items]
+  return d_hidden.astype(hidden.dtype), d_table.astype(table.dtype)
+
+
+chunked_logsumexp.defvjp(_chunked_lse_fwd, _chunked_lse_bwd)
 
 
 def sample_negatives(rng: jax.Array, num_negatives: int, log_q: jax.Array) -> jax.Array:
