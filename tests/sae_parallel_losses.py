@@ -13,7 +13,7 @@ import optax
 
 from seqrec_jax import sae, training
 
-VARIANTS = ("relu_l1", "topk", "gated")
+VARIANTS = ("relu_l1", "topk")
 
 
 def run(mode: str, variant: str, steps: int = 6) -> dict:

@@ -61,14 +61,26 @@ def fresh_workdir(rec_workdir, tmp_path, name):
   return target
 
 
-def test_train_sae_end_to_end(rec_workdir, tmp_path):
-  workdir = fresh_workdir(rec_workdir, tmp_path, "e2e")
-  config = tiny_config()
-  results = sae_training.train_sae(config, workdir)
+# Resampling every 4 steps with a short dead window exercises the host-side resampling too.
+SAE_SETTINGS = dict(resample_every_steps=4, dead_window_tokens=64, resample_stop_fraction=1.0,
+                    l1_coeff=3.0, learning_rate=0.05)
+
+
+@pytest.fixture(scope="module")
+def sae_workdir(rec_workdir, tmp_path_factory):
+  """One uninterrupted train_sae run (checked below, and the reference for resuming)."""
+  workdir = fresh_workdir(rec_workdir, tmp_path_factory.mktemp("sae"), "straight")
+  return workdir, sae_training.train_sae(tiny_config(**SAE_SETTINGS), workdir)
+
+
+def test_train_sae_end_to_end(sae_workdir):
+  workdir, results = sae_workdir
+  config = tiny_config(**SAE_SETTINGS)
   on_disk = json.loads((workdir / "sae" / "results.json").read_text())
   assert RESULT_KEYS <= set(on_disk)
   assert on_disk["variant"] == "relu_l1" and on_disk["layer"] == "blocks_0"
   assert on_disk["dict_size"] == 32 and on_disk["steps"] == results["steps"] > 0
+  assert on_disk["resampled_latents"] > 0  # the resampling path ran
   for name in ("original", "spliced", "zero_ablated"):
     assert {"ndcg@10", "hr@10"} <= set(on_disk[name])
     assert 0 <= on_disk[name]["ndcg@10"] <= on_disk[name]["hr@10"] <= 1
@@ -103,27 +115,23 @@ def test_train_sae_end_to_end(rec_workdir, tmp_path):
     again = sae_training.train_sae(config, workdir)
   assert again["explained_variance"] == on_disk["explained_variance"]
   # Other settings in the same folder are refused unless overwriting.
+  import shutil
+
+  other = workdir.parent / "other_settings"
+  shutil.copytree(workdir, other)
+  (other / "sae" / "results.json").unlink()
   with pytest.raises(ValueError, match="other settings"):
-    (workdir / "sae" / "results.json").unlink()
-    sae_training.train_sae(tiny_config(dict_size=16), workdir)
+    sae_training.train_sae(tiny_config(dict_size=16), other)
 
 
 class Interrupt(Exception):
   pass
 
 
-def test_resumed_training_equals_uninterrupted(rec_workdir, tmp_path, monkeypatch):
-  skipped = {"ndcg@10": 0.0, "hr@10": 0.0}  # the spliced evaluation is tested above
-  monkeypatch.setattr(sae_training, "spliced_evaluation",
-                      lambda *a, **k: {"original": skipped, "spliced": skipped,
-                                       "zero_ablated": skipped, "loss_recovered": 0.0,
-                                       "ndcg_retained": 0.0})
-  # Resampling every 4 steps with a short dead window exercises the host-side resampling too.
-  config = tiny_config(resample_every_steps=4, dead_window_tokens=128, resample_stop_fraction=1.0)
-  straight = fresh_workdir(rec_workdir, tmp_path, "straight")
-  sae_training.train_sae(config, straight)
-
+def test_resumed_training_equals_uninterrupted(rec_workdir, sae_workdir, tmp_path, monkeypatch):
+  straight, _ = sae_workdir
   resumed = fresh_workdir(rec_workdir, tmp_path, "resumed")
+  config = tiny_config(**SAE_SETTINGS)
   original_batch = sae_training.ActivationBatches.batch
 
   def interrupted(self, step):
@@ -142,7 +150,7 @@ def test_resumed_training_equals_uninterrupted(rec_workdir, tmp_path, monkeypatc
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
   first = json.loads((straight / "sae" / "results.json").read_text())
   assert results["explained_variance"] == pytest.approx(first["explained_variance"], abs=1e-6)
-  assert results["steps"] == first["steps"]
+  assert results["steps"] == first["steps"] and results["resampled_latents"] == first["resampled_latents"]
 
 
 def test_data_parallel_sae_matches_single_device():
