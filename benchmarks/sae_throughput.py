@@ -13,6 +13,7 @@ all CPU threads; the better of the two is the reference.
 Skipped with a message if torch is absent (`pip install torch==2.13.0`). Prints the load average
 before starting; writes benchmarks/results/sae_throughput.json (`figure`: ours for ReLU + L1,
 `reference`: PyTorch for ReLU + L1, `ratio` = figure / reference; all rows under `rows`).
+`python -m benchmarks.run --only sae_throughput` runs it with glibc's huge-page tunable.
 """
 
 from __future__ import annotations
@@ -150,15 +151,16 @@ def main():
     print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
                    if not isinstance(v, dict)), flush=True)
   first = rows[0]
-  result = {**env, "load_average_after": os.getloadavg()[0],
-            "config": {"input_dim": D, "dict_size": M, "batch_size": b, "k": K, "k_aux": K_AUX},
-            "rows": rows, "figure": first["activations_per_s"], "unit": "activations/s",
-            "figure_definition": "activations per second of our ReLU + L1 SAE train step",
-            "reference": first.get("torch_activations_per_s"),
-            "reference_definition": "the same for a minimal PyTorch ReLU + L1 step, same run",
-            "ratio": first.get("ratio"),
-            "command": "python -m benchmarks.sae_throughput"}
-  print("wrote", common.save("sae_throughput", result))
+  summary = ", ".join(
+      f"{r['case']} {r['activations_per_s'] / 1e3:.0f}k" +
+      (f" vs torch {r['torch_activations_per_s'] / 1e3:.0f}k" if "torch_activations_per_s" in r else "")
+      for r in rows) + " act/s"
+  common.record(
+      "sae_throughput", env, figure=first["activations_per_s"], unit="activations/s",
+      reference=first.get("torch_activations_per_s"), ratio=first.get("ratio"), summary=summary,
+      figure_definition="activations per second of our ReLU + L1 SAE train step",
+      reference_definition="the same for a minimal PyTorch ReLU + L1 step, same run",
+      config={"input_dim": D, "dict_size": M, "batch_size": b, "k": K, "k_aux": K_AUX}, rows=rows)
 
 
 if __name__ == "__main__":
