@@ -4,7 +4,8 @@ The recommender mirrors the paper's model: HuggingFace `GPT2Model` with a tied i
 when `transformers` is installed, otherwise the same pre-LN GPT-2 block written with
 `torch.nn.TransformerEncoderLayer(norm_first=True, activation="gelu")` and a causal mask. Dropout
 (embeddings, attention weights, residual branches) is the same rate as ours, so both sides do the
-same work; torch runs with all CPU threads.
+same work. Callers time torch with one thread and with all CPU threads and keep the faster (on
+a loaded machine torch's thread pool can collapse), `thread_options()`.
 """
 
 from __future__ import annotations
@@ -23,13 +24,19 @@ def available() -> bool:
   return True
 
 
-def _recommender(*, num_items, hidden_dim, num_blocks, num_heads, max_len, dropout_rate):
+def thread_options() -> list[int]:
+  """Thread counts worth trying: 1 and all CPUs."""
+  return sorted({1, os.cpu_count() or 1})
+
+
+def _recommender(*, num_items, hidden_dim, num_blocks, num_heads, max_len, dropout_rate,
+                 threads=None):
   """`(forward(input_ids) -> hidden [B, L, d], item embedding, modules, kind)`; 0 pads."""
   import torch
   from torch import nn
 
   torch.manual_seed(0)
-  torch.set_num_threads(os.cpu_count() or 1)
+  torch.set_num_threads(threads or os.cpu_count() or 1)
   items = nn.Embedding(num_items, hidden_dim)
   try:
     from transformers import GPT2Config, GPT2Model
@@ -60,14 +67,15 @@ def _recommender(*, num_items, hidden_dim, num_blocks, num_heads, max_len, dropo
 
 
 def recommender_step_seconds(*, num_items, hidden_dim, num_blocks, num_heads, max_len, batch_size,
-                             dropout_rate: float = 0.0, steps: int = 5) -> tuple[float, str]:
+                             dropout_rate: float = 0.0, steps: int = 5,
+                             threads: int | None = None) -> tuple[float, str]:
   """Seconds per Adam step of full-softmax CE at every position; and which model was used."""
   import torch
   from torch import nn
 
   forward, items, modules, kind = _recommender(
       num_items=num_items, hidden_dim=hidden_dim, num_blocks=num_blocks, num_heads=num_heads,
-      max_len=max_len, dropout_rate=dropout_rate)
+      max_len=max_len, dropout_rate=dropout_rate, threads=threads)
   params = [p for m in modules for p in m.parameters()]
   for m in modules:
     m.train()
@@ -91,14 +99,15 @@ def recommender_step_seconds(*, num_items, hidden_dim, num_blocks, num_heads, ma
 
 def recommender_eval_seconds(*, num_items, hidden_dim, num_blocks, num_heads, max_len,
                              input_ids: np.ndarray, seen: np.ndarray, targets: np.ndarray,
-                             batch_size: int, k: int = 10) -> tuple[float, dict, str]:
+                             batch_size: int, k: int = 10,
+                             threads: int | None = None) -> tuple[float, dict, str]:
   """Full-ranking evaluation of every row: the last position's scores over all items, padding
   and seen items removed, top-k, NDCG@k and HR@k. Returns `(seconds, metrics, kind)`."""
   import torch
 
   forward, items, modules, kind = _recommender(
       num_items=num_items, hidden_dim=hidden_dim, num_blocks=num_blocks, num_heads=num_heads,
-      max_len=max_len, dropout_rate=0.0)
+      max_len=max_len, dropout_rate=0.0, threads=threads)
   for m in modules:
     m.eval()
   discounts = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float32))

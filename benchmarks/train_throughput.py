@@ -8,7 +8,7 @@ compiled step divided by its time) next to a plain `jnp.dot` of the item-softmax
 `[B·L, d] @ [d, V]` timed in the same run (the machine's practical matmul rate for these shapes);
 and, when torch is installed, the PyTorch reference of the same shape and dropout
 (benchmarks/torch_reference.py: HuggingFace GPT2Model with a tied item embedding when
-`transformers` is installed). `figure` = our sequences/s at the first size, `reference` =
+`transformers` is installed), the faster of one thread and all threads. `figure` = our sequences/s at the first size, `reference` =
 PyTorch's, `ratio` = ours / PyTorch; each row also has `flop_efficiency` = step FLOP/s / matmul
 FLOP/s. Writes benchmarks/results/train_throughput.json.
 """
@@ -89,10 +89,14 @@ def main(argv=None):
            "mfu": common.model_flops_utilisation(flops, seconds, args.dtype),
            "load_average_before": load}
     if use_torch:
-      torch_seconds, kind = torch_reference.recommender_step_seconds(
-          num_items=num_items, dropout_rate=DROPOUT, steps=1 if common.quick() else 5, **shape)
+      timings = {threads: torch_reference.recommender_step_seconds(
+          num_items=num_items, dropout_rate=DROPOUT, steps=1 if common.quick() else 5,
+          threads=threads, **shape) for threads in torch_reference.thread_options()}
+      threads, (torch_seconds, kind) = min(timings.items(), key=lambda kv: kv[1][0])
       row.update(torch_model=kind, torch_seq_per_s=shape["batch_size"] / torch_seconds,
-                 torch_step_seconds=torch_seconds, ratio=torch_seconds / seconds)
+                 torch_step_seconds=torch_seconds, torch_threads=threads,
+                 torch_step_seconds_by_threads={t: v[0] for t, v in timings.items()},
+                 ratio=torch_seconds / seconds)
     rows.append(row)
     print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
           flush=True)
