@@ -107,7 +107,7 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--num_items", type=int, default=1_000_000)
   parser.add_argument("--variants", default="chunked,sampled")
-  parser.add_argument("--chunk_size", type=int, default=8192)
+  parser.add_argument("--chunk_size", type=int, default=2048)
   parser.add_argument("--num_negatives", type=int, default=8192)
   parser.add_argument("--batch_size", type=int, default=PAPER["batch_size"])
   parser.add_argument("--max_len", type=int, default=PAPER["max_len"])
