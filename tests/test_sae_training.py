@@ -9,8 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from experiments.configs import synthetic
 from seqrec_jax import activations, recommender, sae, sae_training
+from tests import tiny_config as tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULT_KEYS = {"variant", "layer", "dict_size", "explained_variance", "mse", "l0", "dead_fraction",
@@ -18,21 +18,9 @@ RESULT_KEYS = {"variant", "layer", "dict_size", "explained_variance", "mse", "l0
 
 
 def tiny_config(**sae_fields):
-  c = synthetic.get_config()
-  c.data.options.num_users = 120
-  c.data.options.num_items = 40
-  c.data.options.num_genres = 4
-  c.data.options.min_len = 5
-  c.data.options.max_len = 20
-  c.model.max_len = 8
-  c.model.hidden_dim = 16
-  c.model.mlp_dim = 32
-  c.model.num_blocks = 1
-  c.train.batch_size = 16
+  c = tiny.get_config()
   c.train.num_epochs = 1
   c.train.max_steps = 2  # the SAE stage needs a recommender, not a good one
-  c.train.log_every_steps = 2
-  c.eval.batch_size = 32
   c.sae.dict_size = 32
   c.sae.batch_size = 64
   c.sae.num_epochs = 4
