@@ -129,6 +129,8 @@ def capture_activations(
     if out_dir is None:
       out_dir = tempfile.mkdtemp(prefix="seqrec_activations_")
     out_dir = pathlib.Path(out_dir)
+    if jax.process_count() > 1:  # every process captures all positions; never share one file
+      out_dir = out_dir / f"process_{jax.process_index()}"
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "values.npy"
     logging.info("activations: %d x %d float32 (%.1f MB) over the budget; streaming to %s",
