@@ -24,7 +24,7 @@ from absl import logging
 
 from seqrec_jax import activations as acts_lib
 from seqrec_jax import interpret, recommender, report, sae_training
-from seqrec_jax.io_utils import write_bytes_atomic, write_json
+from seqrec_jax.io_utils import finished_results, write_bytes_atomic, write_json
 
 LABEL_POSITIONS = ("item", "next_item")
 
@@ -46,7 +46,8 @@ def typical_activation(latents: np.ndarray) -> np.ndarray:
   return np.where(counts > 0, sums / np.maximum(counts, 1), 1.0).astype(np.float32)
 
 
-def _item_text(dataset, item: int) -> tuple[str, str]:
+def item_text(dataset, item: int) -> tuple[str, str]:
+  """`(title, "Genre, Genre")` of one item."""
   attrs = dataset.attributes
   names = [attrs.names[g] for g in np.flatnonzero(attrs.multi_hot[item])]
   return str(attrs.titles[item]), ", ".join(names)
@@ -58,8 +59,8 @@ def _top_examples_json(dataset, acts, top, labels_by_latent, history: int = 5) -
     items = [int(i) for i in top["top_items"][latent] if i > 0]
     rows = [int(r) for r in top["top_rows"][latent] if r >= 0]
     out[str(latent)] = {
-        "items": [{"item": i, "title": _item_text(dataset, i)[0],
-                   "attributes": _item_text(dataset, i)[1]} for i in items],
+        "items": [{"item": i, "title": item_text(dataset, i)[0],
+                   "attributes": item_text(dataset, i)[1]} for i in items],
         "sequences": [_sequence_example(dataset, acts, r, history) for r in rows],
     }
   return out
@@ -79,9 +80,8 @@ def run(config, workdir: str | pathlib.Path) -> dict:
   workdir = pathlib.Path(workdir)
   out_dir = workdir / "interpret"
   results_file = out_dir / "results.json"
-  if results_file.exists() and not config.get("overwrite"):
-    logging.info("%s exists; --config.overwrite=true redoes it", results_file)
-    return json.loads(results_file.read_text())
+  if (finished := finished_results(results_file, config.get("overwrite", False))) is not None:
+    return finished
   rec_config, dataset, split, model_cfg, params = recommender.load_trained(workdir)
   if dataset.attributes is None or not dataset.attributes.names:
     raise ValueError(f"dataset {dataset.name} has no item attributes to interpret latents with")

@@ -7,6 +7,8 @@ import os
 import pathlib
 import tempfile
 
+from absl import logging
+
 
 def write_bytes_atomic(path: str | pathlib.Path, payload: bytes) -> None:
   """Write `payload` to a temp file beside `path`, then rename it over `path`."""
@@ -24,6 +26,15 @@ def write_bytes_atomic(path: str | pathlib.Path, payload: bytes) -> None:
 
 def write_json(path: str | pathlib.Path, obj) -> None:
   write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=False, default=_to_builtin) + "\n").encode())
+
+
+def finished_results(results_file: str | pathlib.Path, overwrite: bool) -> dict | None:
+  """The saved results of a finished stage, or None when absent or when overwriting."""
+  results_file = pathlib.Path(results_file)
+  if overwrite or not results_file.exists():
+    return None
+  logging.info("%s exists; --config.overwrite=true redoes it", results_file)
+  return json.loads(results_file.read_text())
 
 
 def append_jsonl(path: str | pathlib.Path, record: dict) -> None:

@@ -18,7 +18,7 @@ from absl import logging
 from matplotlib.figure import Figure
 
 from seqrec_jax import input_pipeline, interpret_stage, metrics, recommender, sae_training, steering
-from seqrec_jax.io_utils import write_json
+from seqrec_jax.io_utils import finished_results, write_json
 
 
 def _context(config, workdir):
@@ -49,9 +49,8 @@ def run(config, workdir: str | pathlib.Path) -> dict:
   workdir = pathlib.Path(workdir)
   out_dir = workdir / "steer"
   results_file = out_dir / "results.json"
-  if results_file.exists() and not config.get("overwrite"):
-    logging.info("%s exists; --config.overwrite=true redoes it", results_file)
-    return json.loads(results_file.read_text())
+  if (finished := finished_results(results_file, config.get("overwrite", False))) is not None:
+    return finished
   (rec_config, dataset, split, model_cfg, params, interpreted, typical, trained,
    layer) = _context(config, workdir)
   s = config.steer
@@ -170,6 +169,5 @@ def _single_user_eval(history):
 
 
 def _describe(dataset, item: int) -> str:
-  attrs = dataset.attributes
-  names = ", ".join(attrs.names[g] for g in np.flatnonzero(attrs.multi_hot[item]))
-  return f"{attrs.titles[item]}  [{names}]"
+  title, names = interpret_stage.item_text(dataset, item)
+  return f"{title}  [{names}]"
