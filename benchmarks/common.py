@@ -20,7 +20,7 @@ import time
 
 import jax
 
-from seqrec_jax.io_utils import write_json
+from seqrec_jax.core.files import write_json
 
 RESULTS_DIR = pathlib.Path(__file__).parent / "results"
 

@@ -1,10 +1,10 @@
-"""Users/s of full-ranking evaluation (`recommender.evaluate`), next to PyTorch.
+"""Users/s of full-ranking evaluation (`evaluation.evaluate`), next to PyTorch.
 
     python -m benchmarks.eval_throughput [--num_items 27000] [--num_users 8192] [--no_torch]
 
 The paper's SASRec (64-d, 2 blocks, 2 heads, length 64) scores every item for each user at the
 last position, removes padding and the user's seen items, takes the top 10 and accumulates
-NDCG@10, HR@10, MRR@10 and coverage (`recommender.evaluate`, batches of `--batch_size` users,
+NDCG@10, HR@10, MRR@10 and coverage (`evaluation.evaluate`, batches of `--batch_size` users,
 timed after a first compiling pass). Users have random histories of 5 to 200 items over a
 27,000-item catalogue (MovieLens-20M's size). Reference: the same full ranking in PyTorch
 (`torch_reference.recommender_eval_seconds`: GPT2Model forward under `inference_mode`, scores,
@@ -23,9 +23,10 @@ import jax
 import numpy as np
 
 from benchmarks import common, torch_reference
-from seqrec_jax import input_pipeline, recommender
-from seqrec_jax.models import ModelConfig, init_params
-from seqrec_jax.splits import EvalSet, Sequences
+from seqrec_jax.recommender import input_pipeline
+from seqrec_jax.recommender import evaluation
+from seqrec_jax.recommender.model import ModelConfig, init_params
+from seqrec_jax.data.splits import EvalSet, Sequences
 
 PAPER = dict(hidden_dim=64, num_blocks=2, num_heads=2, max_len=64)
 
@@ -43,7 +44,7 @@ def eval_arrays(num_users: int, num_items: int, batch_size: int, seed: int = 0):
 
 def ours(cfg: ModelConfig, arrays, batch_size: int, k: int) -> tuple[float, dict]:
   params = init_params(cfg, jax.random.PRNGKey(0))
-  run = lambda: recommender.evaluate(params, cfg, arrays, batch_size=batch_size, k=k)
+  run = lambda: evaluation.evaluate(params, cfg, arrays, batch_size=batch_size, k=k)
   run()  # compiles
   repeats = 1 if common.quick() else 3
   best = float("inf")
@@ -92,7 +93,7 @@ def main(argv=None):
   common.record(
       "eval_throughput", env, figure=n / seconds, unit="users/s", reference=reference, ratio=ratio,
       summary=f"{args.num_items:,} items, {n:,} users, batch {args.batch_size}",
-      figure_definition="users per second of recommender.evaluate (full ranking over all items, "
+      figure_definition="users per second of evaluation.evaluate (full ranking over all items, "
                         "seen items filtered, top-10 metrics), best of repeated passes",
       reference_definition="users per second of the same full ranking in PyTorch",
       config={**shape, "num_items": args.num_items, "num_users": n, "batch_size": args.batch_size,

@@ -34,7 +34,7 @@ import sklearn
 from sklearn.metrics import roc_auc_score
 
 from seqrec_jax import interpret
-from seqrec_jax.io_utils import write_json
+from seqrec_jax.core.files import write_json
 
 RESULTS_PATH = pathlib.Path(__file__).parent / "results" / "interpret_speed.json"
 

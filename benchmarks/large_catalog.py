@@ -60,8 +60,10 @@ def worker(args) -> dict:
   import optax
 
   from benchmarks import common
-  from seqrec_jax import losses, recommender, training
-  from seqrec_jax.models import ModelConfig, init_params
+  from seqrec_jax.core import training
+  from seqrec_jax.recommender import losses
+  from seqrec_jax.recommender import stage as recommender_stage
+  from seqrec_jax.recommender.model import ModelConfig, init_params
 
   shape = _shape(args)
   cfg = ModelConfig(kind="sasrec", num_items=args.num_items, max_len=shape["max_len"],
@@ -71,7 +73,7 @@ def worker(args) -> dict:
   item_loss = losses.make_item_loss(args.worker, chunk_size=args.chunk_size,
                                     num_negatives=args.num_negatives)
   parallel = training.Parallel("jit")
-  step = parallel.compile(recommender.make_step_fns(cfg, tx, item_loss))
+  step = parallel.compile(recommender_stage.make_step_fns(cfg, tx, item_loss))
   state = parallel.put_state(
       training.create_train_state(init_params(cfg, jax.random.PRNGKey(0)), tx, seed=0))
   rng = np.random.default_rng(0)

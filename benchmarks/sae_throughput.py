@@ -27,7 +27,8 @@ import numpy as np
 import optax
 
 from benchmarks import common
-from seqrec_jax import sae, training
+from seqrec_jax import sae
+from seqrec_jax.core import training
 
 D, M, K, K_AUX, DEAD_FRACTION = 64, 512, 32, 32, 0.1
 CASES = {  # name -> (variant, fraction of latents dead)

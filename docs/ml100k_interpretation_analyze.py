@@ -2,20 +2,24 @@
 import json, sys, pathlib, time
 import numpy as np
 from sklearn.metrics import roc_auc_score
-from seqrec_jax import activations as acts_lib, interpret, recommender, sae_training
-from seqrec_jax.interpret_stage import position_labels
+from seqrec_jax.recommender import activations as acts_lib
+from seqrec_jax import interpret
+from seqrec_jax.recommender import stage as recommender_stage
+from seqrec_jax.sae import evaluation as sae_evaluation
+from seqrec_jax.sae import stage as sae_stage
+from seqrec_jax.interpret.stage import position_labels
 
 wd = pathlib.Path(sys.argv[1]); lp = sys.argv[2] if len(sys.argv) > 2 else "item"
 subdir = sys.argv[3] if len(sys.argv) > 3 else "sae"
-rec_config, dataset, split, model_cfg, params = recommender.load_trained(wd)
-trained = sae_training.load_sae(wd, subdir); layer = sae_training.sae_layer(wd, subdir)
+rec_config, dataset, split, model_cfg, params = recommender_stage.load_trained(wd)
+trained = sae_stage.load_sae(wd, subdir); layer = sae_stage.sae_layer(wd, subdir)
 names = list(dataset.attributes.names)
 
 def prep(seqs):
   acts = acts_lib.capture_activations(params, model_cfg, seqs, layer, batch_size=256)
   labels, keep = position_labels(dataset, acts, lp)
   acts = acts.subset(np.flatnonzero(keep)); labels = labels[keep]
-  return acts, labels, sae_training.latents(trained, acts), np.asarray(acts.values, np.float32)
+  return acts, labels, sae_evaluation.latents(trained, acts), np.asarray(acts.values, np.float32)
 
 def stats(lat, val, labels):
   ls = interpret.attribute_statistics(lat, labels); ns = interpret.neuron_statistics(val, labels)

@@ -10,9 +10,10 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments import stages
-from seqrec_jax import steer_stage
-from seqrec_jax.checkpoints import CheckpointMismatchError
-from seqrec_jax.errors import DataError
+from seqrec_jax.steer import recommend
+from seqrec_jax.core.checkpoints import CheckpointMismatchError
+from seqrec_jax.core.stage_record import StageMismatchError
+from seqrec_jax.core.errors import DataError
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "ml100k.py")
 
@@ -43,7 +44,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if _DISTRIBUTED.value:
-    from seqrec_jax import distributed
+    from seqrec_jax.core import distributed
 
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   logging.set_verbosity(logging.INFO)
@@ -52,10 +53,11 @@ def main(argv):
     if _EXPERIMENT.value == "recommend":
       if _USER.value is None:
         raise app.UsageError("--experiment=recommend needs --user=ID")
-      print(steer_stage.recommend(_CONFIG.value, _WORKDIR.value, _USER.value, _EDIT.value))
+      print(recommend.recommend(_CONFIG.value, _WORKDIR.value, _USER.value, _EDIT.value))
     else:
       stages.STAGES[_EXPERIMENT.value](_CONFIG.value, _WORKDIR.value)
-  except (DataError, FileNotFoundError, CheckpointMismatchError, FloatingPointError) as e:
+  except (DataError, FileNotFoundError, CheckpointMismatchError, StageMismatchError,
+          FloatingPointError) as e:
     # A user error: one line saying what is wrong, no traceback, non-zero exit.
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)

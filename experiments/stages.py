@@ -1,14 +1,17 @@
 """The experiment stages; each reads what the previous one left in the workdir."""
 
-from seqrec_jax import interpret_stage, recommender, sae_training, steer_stage
+from seqrec_jax.interpret import stage as interpret_stage
+from seqrec_jax.recommender import stage as recommender_stage
+from seqrec_jax.sae import stage as sae_stage
+from seqrec_jax.steer import stage as steer_stage
 
 
 def train_recommender(config, workdir):
-  return recommender.train_and_evaluate(config, workdir)
+  return recommender_stage.train_and_evaluate(config, workdir)
 
 
 def train_sae(config, workdir):
-  return sae_training.train_sae(config, workdir)
+  return sae_stage.train_sae(config, workdir)
 
 
 def interpret(config, workdir):

@@ -71,18 +71,17 @@ def test_report_is_self_contained_and_has_steering_plots(workdir):
 
 
 def test_recommend_prints_before_and_after(workdir):
-  from seqrec_jax import steer_stage
-  from seqrec_jax.errors import DataError
-
-  from seqrec_jax import recommender
+  from seqrec_jax.core.errors import DataError
+  from seqrec_jax.recommender import stage as recommender_stage
+  from seqrec_jax.steer import recommend
 
   config = small_synthetic_config()
-  user = str(recommender.load_trained(workdir)[1].interactions.user_ids[0])
-  text = steer_stage.recommend(config, workdir, user, ["genre_00:+48"])
+  user = str(recommender_stage.load_trained(workdir)[1].interactions.user_ids[0])
+  text = recommend.recommend(config, workdir, user, ["genre_00:+48"])
   assert "top 10 without edits" in text and "top 10 with genre_00:+48" in text
   after = text.split("top 10 with")[1].splitlines()[1:]
   assert len(after) == 10 and sum("genre_00" in line for line in after) >= 5
   with pytest.raises(DataError, match="close matches"):
-    steer_stage.recommend(config, workdir, user + "9", [])
+    recommend.recommend(config, workdir, user + "9", [])
   with pytest.raises(DataError, match="unknown attribute .genre_0.; close matches: genre_0"):
-    steer_stage.recommend(config, workdir, user, ["genre_0:+2"])
+    recommend.recommend(config, workdir, user, ["genre_0:+2"])

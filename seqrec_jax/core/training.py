@@ -1,0 +1,186 @@
+"""One pure train step, compiled three ways (jit, pmap, jit over a device mesh).
+
+A model plugs in a `loss_fn(params, model_state, batch, rng) -> (loss_sum, LossAux)` that
+returns *sums* over its local examples plus the number of examples (tokens) they cover. The step
+divides by the global count, so a run on N devices and a run on one device with the same global
+batch compute the same loss and gradients:
+
+* `jit`: one device, `axis_name=None`.
+* `pmap`: classic data parallelism; the batch gets a leading device axis, counts and gradients
+  are `psum`-reduced over the `'batch'` axis.
+* `mesh`: `jax.jit` with `NamedSharding`s over a 1-D `Mesh(('batch',))`; the state is
+  replicated, the batch sharded on its first axis, and XLA inserts the reductions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+AXIS = "batch"
+MODES = ("jit", "pmap", "mesh")
+
+
+class LossAux(NamedTuple):
+  count: jax.Array  # number of examples/tokens the loss sum covers (local)
+  metrics: dict  # extra sums to report (local); divided by the global count on the host
+  stats: Any = None  # anything `update_model_state` needs (e.g. which latents fired)
+
+
+@struct.dataclass
+class TrainState:
+  step: jax.Array  # int32 []
+  params: Any
+  opt_state: Any
+  rng: jax.Array  # uint32 [2], raw PRNG key; per-step keys are folded from it
+  model_state: Any  # non-gradient state (e.g. dead-latent counters); {} when unused
+
+
+def create_train_state(params, tx: optax.GradientTransformation, seed: int, model_state=None):
+  return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      opt_state=tx.init(params),
+      rng=jax.random.PRNGKey(seed),
+      model_state={} if model_state is None else model_state,
+  )
+
+
+@dataclasses.dataclass(frozen=True)
+class StepFns:
+  """The model-specific pieces of a train step."""
+
+  loss_fn: Callable  # (params, model_state, batch, rng) -> (loss_sum, LossAux)
+  tx: optax.GradientTransformation
+  # (model_state, stats, psum) -> model_state; `psum` reduces over devices (identity on one).
+  update_model_state: Callable | None = None
+  # params -> params, applied after each update (e.g. unit-norm decoder columns).
+  project_params: Callable | None = None
+
+
+def train_step(state: TrainState, batch, fns: StepFns, axis_name: str | None = None):
+  """One optimisation step. Pure; returns `(new_state, metrics)` with global mean metrics."""
+  psum = (lambda x: x) if axis_name is None else functools.partial(jax.lax.psum, axis_name=axis_name)
+  rng = jax.random.fold_in(state.rng, state.step)
+  if axis_name is not None:
+    rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
+
+  def objective(params):
+    loss_sum, aux = fns.loss_fn(params, state.model_state, batch, rng)
+    total = jnp.maximum(psum(aux.count), 1)
+    return loss_sum / total, (loss_sum, total, aux)
+
+  grads, (loss_sum, total, aux) = jax.grad(objective, has_aux=True)(state.params)
+  grads = psum(grads)
+  updates, opt_state = fns.tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  if fns.project_params is not None:
+    params = fns.project_params(params)
+  model_state = state.model_state
+  if fns.update_model_state is not None:
+    model_state = fns.update_model_state(model_state, aux.stats, psum)
+  metrics = {"loss": psum(loss_sum) / total, "grad_norm": _global_norm(grads)}
+  metrics.update({k: psum(v) / total for k, v in aux.metrics.items()})
+  new_state = state.replace(
+      step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state
+  )
+  return new_state, metrics
+
+
+def _global_norm(tree) -> jax.Array:
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(tree)))
+
+
+class Parallel:
+  """Places states and batches for one of the three compilations and compiles steps for it.
+
+  Batches handed to `put_batch` are this process's share of the global batch (numpy arrays with
+  a leading batch axis). States are kept in the compiled form between steps; `get_state` returns
+  them as plain (unreplicated) arrays for checkpointing and evaluation.
+
+  Multi-process (after `distributed.initialize`): the mesh spans every process's devices and
+  `put_state` checks that every process passes the same state; `get_metrics` and `host_state`
+  read this process's replica (no cross-process traffic), so evaluation runs on process-local
+  copies, and orbax, given the host state on every process, writes it once (from process 0).
+  """
+
+  def __init__(self, mode: str = "jit"):
+    if mode not in MODES:
+      raise ValueError(f"parallel mode must be one of {MODES}, got {mode!r}")
+    self.mode = mode
+    # pmap maps over this process's devices; the mesh spans every process's devices.
+    devices = {"jit": jax.devices()[:1], "pmap": jax.local_devices(), "mesh": jax.devices()}[mode]
+    self.mesh = Mesh(np.asarray(devices), (AXIS,))
+    self.replicated = NamedSharding(self.mesh, P())
+    self.data_sharding = NamedSharding(self.mesh, P(AXIS))
+
+  @property
+  def num_devices(self) -> int:
+    return self.mesh.size
+
+  def compile(self, fns: StepFns, *, donate: bool = True) -> Callable:
+    donate_argnums = (0,) if donate else ()
+    if self.mode == "pmap":
+      step = functools.partial(train_step, fns=fns, axis_name=AXIS)
+      return jax.pmap(step, axis_name=AXIS, donate_argnums=donate_argnums)
+    step = functools.partial(train_step, fns=fns)
+    if self.mode == "jit":
+      return jax.jit(step, donate_argnums=donate_argnums)
+    return jax.jit(
+        step,
+        in_shardings=(self.replicated, self.data_sharding),
+        out_shardings=(self.replicated, self.replicated),
+        donate_argnums=donate_argnums,
+    )
+
+  def put_state(self, state):
+    if self.mode == "pmap":  # one copy per device along a leading axis
+      n = self.num_devices
+      return jax.tree_util.tree_map(
+          lambda x: jax.device_put(np.broadcast_to(x, (n, *np.shape(x))), self.data_sharding), state)
+    return jax.device_put(state, self.replicated)
+
+  def get_state(self, state):
+    if self.mode == "pmap":
+      return jax.tree_util.tree_map(lambda x: x[0], state)
+    return state
+
+  def host_state(self, state):
+    """The state as numpy arrays: this process's copy (for checkpoints and evaluation)."""
+    return jax.tree_util.tree_map(local_value, self.get_state(state))
+
+  def put_batch(self, batch):
+    """This process's numpy batch -> device arrays laid out for the compiled step."""
+    if self.mode == "pmap":
+      n = self.num_devices
+      return jax.tree_util.tree_map(
+          lambda x: jax.device_put(x.reshape(n, -1, *x.shape[1:]), self.data_sharding), batch)
+    if self.mode == "jit":
+      return jax.tree_util.tree_map(jnp.asarray, batch)
+    return jax.tree_util.tree_map(
+        lambda x: jax.make_array_from_process_local_data(self.data_sharding, x), batch
+    )
+
+  def get_metrics(self, metrics) -> dict[str, float]:
+    if self.mode == "pmap":
+      metrics = jax.tree_util.tree_map(lambda x: x[0], metrics)
+    return {k: float(local_value(v)) for k, v in metrics.items()}
+
+
+def local_value(x) -> np.ndarray:
+  """This process's copy of a replicated array, read without cross-process communication."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    if not x.is_fully_replicated:
+      raise ValueError(f"array of shape {x.shape} is sharded across processes ({x.sharding}); "
+                       "only replicated arrays have a process-local copy")
+    x = x.addressable_data(0)
+  return np.asarray(x)
+

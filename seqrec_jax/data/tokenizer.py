@@ -1,0 +1,412 @@
+"""Interaction data: MovieLens-100k/1M/20M, generic CSV (e.g. Music4All), synthetic; cached.
+
+Every loader ends in the same arrays (`Interactions`, `ItemAttributes`):
+
+* Item ids are remapped to 1..V-1 contiguous, 0 is padding. Ids are assigned in the order of
+  the sorted original ids: numeric order when every original id is a canonical integer
+  (``"7"`` but not ``"07"``), byte order of the UTF-8 text otherwise. Users are numbered the
+  same way.
+* Each user's interactions are sorted by timestamp; ties keep file order (stable sort).
+* Users with a single interaction are dropped (the count is logged) *before* items are
+  numbered, so every id 1..V-1 occurs in some sequence.
+* Item attributes are aligned with these ids: an item missing from the attribute file gets an
+  all-False row and its raw id as title; an item that appears only in the attribute file gets no
+  id (MovieLens lists movies nobody rated: they are skipped and counted in the log; in a generic
+  CSV this is an error unless ``unknown_attribute_items="skip"``).
+* Timestamps are int64 seconds. Integer, decimal (``881250949.0``) and ISO date-time
+  (``2019-02-20 13:24:11``) columns are accepted; decimals are floored when stored but sort
+  with their full precision.
+
+Interaction files are plain delimited text: one interaction per line, no quoted fields, blank
+lines ignored, a UTF-8 byte order mark and CRLF line ends tolerated. Attribute files are small
+and read with the `csv` module, so their fields may be quoted (ML-20M titles hold commas).
+
+Bad input raises `seqrec_jax.errors.DataError` naming the file, the 1-based line and what was
+expected. Large interaction files (ML-20M: 20M rows) are parsed with whole-column NumPy
+operations on the raw bytes; only when a column fails to convert does a line-by-line pass run,
+to find the offending line.
+
+Prepared arrays are cached as ``.npz`` under ``<cache_dir>/prepared/``, keyed by a sha256 of the
+source files' bytes and the options, and written atomically (temporary file + ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from seqrec_jax.core.errors import DataError
+from seqrec_jax.data.containers import AttributeRecord
+
+
+_MAX_TOKEN_BYTES = 1024
+_MAX_TIMESTAMP = 1e18  # decimal timestamps must stay well inside int64 once floored
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading files.
+
+
+def read_bytes(path: pathlib.Path) -> bytes:
+  """The file's bytes, without a UTF-8 byte order mark (spreadsheets write one)."""
+  try:
+    data = path.read_bytes()
+    return data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+  except FileNotFoundError:
+    raise DataError("file not found", file=path) from None
+  except IsADirectoryError:
+    raise DataError("expected a file, found a directory", file=path) from None
+
+
+def _check_encoding(data: bytes, path: pathlib.Path, encoding: str) -> None:
+  """Raises DataError at the first line that is not valid `encoding`."""
+  if encoding.lower().replace("_", "-") in ("latin-1", "latin1", "iso-8859-1"):
+    return
+  if encoding.lower().replace("_", "-") in ("utf-8", "utf8") and data.isascii():
+    return
+  try:
+    data.decode(encoding)
+  except UnicodeDecodeError as e:
+    line = data.count(b"\n", 0, e.start) + 1
+    raise DataError(f"expected {encoding} text, found byte 0x{data[e.start]:02x} ({e.reason})",
+                    file=path, line=line) from None
+
+
+def decode_text(data: bytes, path: pathlib.Path, encoding: str) -> str:
+  _check_encoding(data, path, encoding)
+  return data.decode(encoding)
+
+
+def shorten(text: str | bytes, limit: int = 60) -> str:
+  if isinstance(text, bytes):
+    text = text.decode("utf-8", errors="replace")
+  return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Table:
+  """A delimited file split into fields without copying: field (i, j) is `buf[start:end]`.
+
+  `line_numbers` int64 [n] are the 1-based line numbers of the n non-empty data lines.
+  """
+
+  path: pathlib.Path
+  buf: np.ndarray  # uint8 [num_bytes]
+  line_start: np.ndarray  # int64 [n]
+  line_end: np.ndarray  # int64 [n], exclusive
+  first_sep: np.ndarray  # int64 [n], index into `seps` of each line's first separator
+  seps: np.ndarray  # int64 [num_separators], byte positions of delimiters and newlines
+  num_fields: int
+  line_numbers: np.ndarray
+  header: tuple[str, ...] | None
+  header_line: int | None
+
+  def __len__(self) -> int:
+    return len(self.line_start)
+
+  def bounds(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+    """int64 [n] start and end byte positions of field j on every line."""
+    start = self.line_start if j == 0 else self.seps[self.first_sep + j - 1] + 1
+    end = self.seps[self.first_sep + j]
+    return start, end
+
+  def column(self, j: int) -> np.ndarray:
+    """bytes (`S`) [n], field j of every line."""
+    start, end = self.bounds(j)
+    lengths = end - start
+    if len(lengths) and lengths.max() > _MAX_TOKEN_BYTES:
+      i = int(np.argmax(lengths))
+      raise DataError(f"expected a field of at most {_MAX_TOKEN_BYTES} bytes in column {j + 1}, "
+                      f"found {int(lengths[i])} bytes", file=self.path,
+                      line=int(self.line_numbers[i]))
+    return _gather_fields(self.buf, start, lengths)
+
+  def int_column(self, j: int, *, canonical: bool) -> np.ndarray | None:
+    """int64 [n] if every field j is 1-18 ASCII digits, else None (then use `column`).
+
+    With `canonical`, "0" is accepted but leading zeros ("07") are not, so that the numbers
+    print back as the original tokens.
+    """
+    start, end = self.bounds(j)
+    return _parse_digits(self.buf, start, end - start, canonical=canonical)
+
+  def line_text(self, i: int) -> bytes:
+    return self.buf[self.line_start[i]:self.line_end[i]].tobytes()
+
+
+def _parse_digits(buf: np.ndarray, start: np.ndarray, lengths: np.ndarray, *,
+                  canonical: bool) -> np.ndarray | None:
+  """int64 [n] from decimal digit fields `buf[start:start + lengths]`; None if any is not one."""
+  if len(start) == 0:
+    return None
+  shortest, longest = int(lengths.min()), int(lengths.max())
+  if shortest < 1 or longest > 18:
+    return None
+  if canonical and longest > 1 and ((buf[start] == ord("0")) & (lengths > 1)).any():
+    return None
+  # Right to left: the k-th last digit is worth 10**k; fields shorter than k + 1 add nothing.
+  value = np.zeros(len(start), dtype=np.int64)
+  pos = start + lengths - 1
+  zero = np.uint8(ord("0"))
+  for k in range(longest):  # loops over digit positions, not rows
+    digit = np.take(buf, np.maximum(pos, 0) if k >= shortest else pos)
+    digit -= zero  # wraps around for bytes below "0"
+    if k >= shortest:
+      digit *= lengths > k
+    if digit.max() > 9:
+      return None
+    value += digit * np.int64(10**k)
+    pos -= 1
+  return value
+
+
+def _gather_fields(buf: np.ndarray, start: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+  """bytes (`S`) [n] from byte ranges `buf[start:start + lengths]`, vectorised per column."""
+  n = len(start)
+  width = int(lengths.max()) if n else 0
+  if width == 0:
+    return np.zeros(n, dtype="S1")
+  out = np.empty((n, width), dtype=np.uint8)
+  last = len(buf) - 1
+  for k in range(width):  # loops over character positions (a few), not rows
+    byte = np.take(buf, np.minimum(start + k, last))
+    byte *= lengths > k  # NUL pads the short fields, as the `S` dtype expects
+    out[:, k] = byte
+  return out.view(f"S{width}").reshape(n)
+
+
+def _pick_sentinel(data: bytes) -> bytes:
+  for code in (0x1F, 0x1E, 0x1D, 0x1C, 0x01, 0x02, 0x03, 0x04):
+    if bytes([code]) not in data:
+      return bytes([code])
+  raise DataError("file holds every control byte; cannot split on a multi-character delimiter")
+
+
+def _split_table(path: pathlib.Path, data: bytes, *, delimiter: str, header: bool,
+                 encoding: str, num_fields: int | None = None, what: str = "") -> _Table:
+  """Splits delimited text into fields with whole-array operations.
+
+  Args:
+    data: the file's bytes.
+    delimiter: field separator, one or more characters.
+    header: whether the first non-empty line holds column names.
+    num_fields: the expected number of fields per line; default: the header's (or first line's).
+    what: describes the expected content for the empty-file error.
+  """
+  _check_encoding(data, path, encoding)
+  if not data or data.isspace():
+    raise DataError(f"empty file: expected {what or 'delimited lines'}", file=path, line=1)
+  if b"\r" in data:
+    data = data.replace(b"\r\n", b"\n")
+  delim = delimiter.encode(encoding)
+  if not delim:
+    raise ValueError("delimiter must not be empty")
+  if len(delim) > 1:
+    sentinel = _pick_sentinel(data)
+    data = data.replace(delim, sentinel)
+    delim = sentinel
+  missing_final_newline = not data.endswith(b"\n")
+  if missing_final_newline:
+    data += b"\n"
+  buf = np.frombuffer(data, dtype=np.uint8)
+  # One scan finds every separator; line i's are seps[first_sep[i]:last_sep[i] + 1], the
+  # last one its newline.
+  seps = np.flatnonzero((buf == ord("\n")) | (buf == delim[0]))
+  last_sep = np.flatnonzero(buf[seps] == ord("\n"))
+  first_sep = np.concatenate([[0], last_sep[:-1] + 1])
+  line_start = np.concatenate([[0], seps[last_sep[:-1]] + 1])
+  line_numbers = np.arange(1, len(last_sep) + 1, dtype=np.int64)
+  nonblank = seps[last_sep] > line_start
+  line_start, first_sep, last_sep, line_numbers = (
+      line_start[nonblank], first_sep[nonblank], last_sep[nonblank], line_numbers[nonblank])
+  line_end = seps[last_sep]
+  fields_per_line = last_sep - first_sep + 1
+
+  header_names, header_line = None, None
+  if header:
+    header_text = data[line_start[0]:line_end[0]].decode(encoding)
+    header_names = tuple(header_text.split(delim.decode(encoding)))
+    header_line = int(line_numbers[0])
+    if num_fields is None:
+      num_fields = len(header_names)
+  if num_fields is None:
+    num_fields = int(fields_per_line[0])
+  bad = np.flatnonzero(fields_per_line != num_fields)
+  if len(bad):
+    i = int(bad[0])
+    found = int(fields_per_line[i])
+    hint = ""
+    if i == len(line_start) - 1 and missing_final_newline and found < num_fields:
+      hint = " (truncated last line?)"
+    raise DataError(
+        f"expected {num_fields} fields separated by {delimiter!r}, found {found}{hint}: "
+        f"{shorten(data[line_start[i]:line_end[i]])}", file=path, line=int(line_numbers[i]))
+  if header:
+    line_start, line_end, line_numbers, first_sep = (
+        line_start[1:], line_end[1:], line_numbers[1:], first_sep[1:])
+  return _Table(path=path, buf=buf, line_start=line_start, line_end=line_end,
+                first_sep=first_sep, seps=seps, num_fields=num_fields,
+                line_numbers=line_numbers, header=header_names, header_line=header_line)
+
+
+def _column_index(table: _Table, column: str | int, what: str) -> int:
+  """Index of a column given by header name or 0-based position."""
+  if isinstance(column, str):
+    if table.header is None:
+      raise ValueError(f"column {column!r} given by name but the file has no header")
+    if column not in table.header:
+      raise DataError(f"missing column: expected a {what} column {column!r}, found columns "
+                      f"{list(table.header)}", file=table.path, line=table.header_line)
+    return table.header.index(column)
+  if not 0 <= column < table.num_fields:
+    line = int(table.line_numbers[0]) if len(table) else table.header_line
+    raise DataError(f"missing column: expected a {what} in field {column + 1}, found "
+                    f"{table.num_fields} fields", file=table.path, line=line)
+  return column
+
+
+def _check_duplicated_header(table: _Table, columns: Mapping[int, np.ndarray]) -> None:
+  """Raises at the first line whose fields in `columns` (index -> bytes [n]) equal the header."""
+  if table.header is None:
+    return
+  repeated = np.ones(len(table), dtype=bool)
+  for j, col in columns.items():
+    repeated &= col == table.header[j].encode()
+  if repeated.any():
+    i = int(np.argmax(repeated))
+    raise DataError(f"duplicated header: expected a data line, found the header "
+                    f"{shorten(table.line_text(i))} again (first at line {table.header_line})",
+                    file=table.path, line=int(table.line_numbers[i]))
+
+
+def _id_column(table: _Table, col: np.ndarray, what: str, *, integer: bool) -> np.ndarray:
+  """bytes [n] tokens (or int64 [n] if `integer`) of a column; empty or malformed ids raise."""
+  empty = col == b""
+  if empty.any():
+    i = int(np.argmax(empty))
+    raise DataError(f"expected a {what}, found an empty field", file=table.path,
+                    line=int(table.line_numbers[i]))
+  if not integer:
+    return col
+  try:
+    return col.astype(np.int64)
+  except (ValueError, OverflowError):
+    i = _first_failure(col, _parse_int_token)
+    raise DataError(f"expected an integer {what}, found {shorten(col[i])}", file=table.path,
+                    line=int(table.line_numbers[i])) from None
+
+
+def _first_failure(values: np.ndarray, parse: Callable[[bytes], object]) -> int:
+  """Index of the first value that `parse` rejects (the slow path, only run after a failure)."""
+  for i, v in enumerate(values.tolist()):
+    try:
+      parse(v)
+    except (ValueError, OverflowError):
+      return i
+  raise AssertionError("bulk conversion failed but every value parses")
+
+
+def _parses(parse: Callable[[bytes], object], value: bytes) -> bool:
+  try:
+    parse(value)
+  except (ValueError, OverflowError):
+    return False
+  return True
+
+
+def _parse_int_token(v: bytes) -> int:
+  x = int(v)
+  if not -2**63 <= x < 2**63:
+    raise OverflowError(v)
+  return x
+
+
+def _parse_float_token(v: bytes) -> float:
+  x = float(v)
+  if not abs(x) < _MAX_TIMESTAMP:
+    raise ValueError(v)
+  return x
+
+
+def _parse_datetime_token(v: bytes) -> np.datetime64:
+  x = np.datetime64(v.decode("utf-8"), "s")
+  if np.isnat(x):
+    raise ValueError(v)
+  return x
+
+
+def _timestamp_column(table: _Table, col: np.ndarray, what: str = "timestamp") -> np.ndarray:
+  """int64 or float64 [n] seconds from integer, decimal or ISO date-time text (bytes [n])."""
+  try:
+    return col.astype(np.int64)
+  except (ValueError, OverflowError):
+    pass
+  try:
+    values = col.astype(np.float64)
+    if (np.abs(values) < _MAX_TIMESTAMP).all():  # also rejects NaN
+      return values
+  except ValueError:
+    pass
+  try:
+    values = col.astype("datetime64[s]")
+    if not np.isnat(values).any():
+      return values.astype(np.int64)
+  except ValueError:
+    pass
+  # Judge the intended format by the first line, then find the first line not in it.
+  parse = _parse_float_token if _parses(_parse_float_token, col[0]) else _parse_datetime_token
+  i = _first_failure(col, parse)
+  raise DataError(f"expected a {what} (integer, decimal below 1e18 or ISO date-time), found "
+                  f"{shorten(col[i])}", file=table.path, line=int(table.line_numbers[i]))
+
+
+def read_interactions(path: pathlib.Path, *, delimiter: str, header: bool, encoding: str,
+                       user: str | int, item: str | int, timestamp: str | int,
+                       integer_ids: bool, num_fields: int | None = None,
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(users, items, timestamps) [n] columns of an interactions file."""
+  table = _split_table(path, read_bytes(path), delimiter=delimiter, header=header,
+                       encoding=encoding, num_fields=num_fields,
+                       what="interaction lines (user, item, timestamp)")
+  ju = _column_index(table, user, "user id")
+  ji = _column_index(table, item, "item id")
+  jt = _column_index(table, timestamp, "timestamp")
+  if len(table) == 0:
+    raise DataError("expected interaction lines after the header, found none", file=path,
+                    line=table.header_line)
+  # Digits-only columns are parsed straight from the bytes; the others go through `column`.
+  ints = {j: table.int_column(j, canonical=not integer_ids and j != jt) for j in (ju, ji, jt)}
+  text = {j: table.column(j) for j, v in ints.items() if v is None}
+  if len(text) == 3:  # a repeated header can only hide in non-numeric columns
+    _check_duplicated_header(table, text)
+  users = ints[ju] if ints[ju] is not None else _id_column(table, text[ju], "user id",
+                                                           integer=integer_ids)
+  items = ints[ji] if ints[ji] is not None else _id_column(table, text[ji], "item id",
+                                                           integer=integer_ids)
+  timestamps = ints[jt] if ints[jt] is not None else _timestamp_column(table, text[jt])
+  return users, items, timestamps
+
+
+def text_lines(path: pathlib.Path, encoding: str) -> list[tuple[int, str]]:
+  """(1-based line number, text) of the non-empty lines of a small text file."""
+  text = decode_text(read_bytes(path), path, encoding)
+  lines = [(n, s) for n, s in enumerate(text.splitlines(), start=1) if s.strip()]
+  if not lines:
+    raise DataError("empty file: expected item attribute lines", file=path, line=1)
+  return lines
+
+
+def add_record(records: dict[str, AttributeRecord], path: pathlib.Path, line: int, item: str,
+                title: str, attributes: Sequence[str]) -> None:
+  if not item:
+    raise DataError("expected an item id, found an empty field", file=path, line=line)
+  if item in records:
+    raise DataError(f"expected each item once, found item {item!r} again (first at line "
+                    f"{records[item].line})", file=path, line=line)
+  records[item] = AttributeRecord(title=title, attributes=tuple(attributes), line=line)
+
+
+# ---------------------------------------------------------------------------------------------

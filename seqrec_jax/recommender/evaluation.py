@@ -1,0 +1,54 @@
+"""Full-ranking evaluation: NDCG@k, HR@k, MRR@k, coverage, optionally with a layer edited."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+
+from seqrec_jax.recommender import hooks
+from seqrec_jax.recommender import input_pipeline
+from seqrec_jax.recommender import metrics
+from seqrec_jax.recommender.model import ModelConfig, SequentialRecommender, make_model
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+@functools.partial(jax.jit, static_argnames=("model_cfg", "k", "filter_seen"))
+def _eval_batch(params, batch, *, model_cfg: ModelConfig, k: int, filter_seen: bool,
+                edit: hooks.LayerEdit | None = None):
+  scores = scores_last(params, batch["input_ids"], model_cfg, edit=edit)
+  if filter_seen:
+    scores = metrics.mask_seen(scores, batch["seen"])
+  top = metrics.top_k_items(scores, k)
+  return metrics.per_user_metrics(top, batch["targets"]), top
+
+
+def scores_last(params, input_ids: jax.Array, model_cfg: ModelConfig,
+                edit: hooks.LayerEdit | None = None) -> jax.Array:
+  """Scores `[B, V]` of every item as the next one, read at the last position.
+
+  `edit` (optional) rewrites one layer's output during the forward pass (see `hooks`).
+  """
+  model = make_model(model_cfg)
+  hidden = hooks.maybe_edited_apply(model, {"params": params}, input_ids, edit)[:, -1]
+  return model.apply({"params": params}, hidden, method=SequentialRecommender.item_logits)
+
+
+def evaluate(
+    params, model_cfg: ModelConfig, eval_arrays: input_pipeline.EvalArrays, *, batch_size: int,
+    k: int = 10, filter_seen: bool = True, edit: hooks.LayerEdit | None = None,
+    list_features: metrics.ListFeatures | None = None,
+) -> dict[str, float]:
+  """NDCG@k, HR@k, MRR@k and Coverage@k over all users (padding rows masked, none dropped).
+
+  `edit` (optional) rewrites one layer's output during the forward pass (see `hooks`);
+  `list_features` (optional) adds novelty, intra-list diversity and attribute shares.
+  """
+  acc = metrics.RankingAccumulator(model_cfg.num_items, k, list_features)
+  for batch in eval_arrays.batches(batch_size):
+    per_user, top = _eval_batch(params, batch, model_cfg=model_cfg, k=k, filter_seen=filter_seen,
+                                edit=edit)
+    acc.add(jax.device_get(per_user), jax.device_get(top), batch["valid"])
+  return acc.result()

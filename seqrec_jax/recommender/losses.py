@@ -1,0 +1,195 @@
+"""Item-softmax losses over the tied output table.
+
+All losses return the *sum* over labelled positions and the number of labelled positions, so the
+shared train step can normalise by the global count across devices. Three forms:
+
+* `full_softmax_ce`: logits `[N, V]` in one matrix product (fastest for small catalogues).
+* `chunked_softmax_ce`: the same value and gradient computed over item chunks with an online
+  log-sum-exp and a custom backward pass that recomputes each chunk's logits; only
+  `[N, chunk]` logits exist at any time, forward or backward, so catalogues of millions of items
+  fit.
+* `sampled_softmax_ce`: the label against `S` negatives shared across the batch, with the logQ
+  correction of the sampling distribution (uniform or popularity).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from seqrec_jax.recommender.model import PAD_ID
+
+LOSSES = ("full", "chunked", "sampled")
+
+
+def _flatten(hidden, labels):
+  return hidden.reshape(-1, hidden.shape[-1]), labels.reshape(-1)
+
+
+def _finish(nll, labels):
+  valid = labels != PAD_ID
+  return jnp.sum(jnp.where(valid, nll, 0.0)), jnp.sum(valid)
+
+
+def _logits(hidden, table):
+  """`hidden[N, d] @ table[V, d]^T` in the hidden states' dtype, accumulated in float32."""
+  return jnp.einsum("nd,vd->nv", hidden, table.astype(hidden.dtype),
+                    preferred_element_type=jnp.float32)
+
+
+def _label_logits(hidden, table, labels):
+  """`h · e_label` for each row, `[N]` (float32)."""
+  safe = jnp.where(labels != PAD_ID, labels, 1)
+  return jnp.sum(hidden.astype(jnp.float32) * table[safe].astype(jnp.float32), axis=-1)
+
+
+def full_softmax_ce(hidden: jax.Array, table: jax.Array, labels: jax.Array):
+  """Cross-entropy over the whole catalogue.
+
+  Args:
+    hidden: `[..., d]` hidden states.
+    table: `[V, d]` item embeddings (row 0 = padding, never a valid prediction).
+    labels: `[...]` int target ids; 0 marks positions without a label.
+  Returns:
+    `(loss_sum, count)`: summed negative log-likelihood and number of labelled positions.
+  """
+  hidden, labels = _flatten(hidden, labels)
+  # Logits of items 1..V-1 only (PAD_ID = 0 is row 0): the padding item never scores, without an
+  # [N, V] scatter of -inf (a full extra pass over the logits on CPU).
+  logits = _logits(hidden, table[1:])
+  nll = jax.nn.logsumexp(logits, axis=-1) - _label_logits(hidden, table, labels)
+  return _finish(nll, labels)
+
+
+def chunked_softmax_ce(hidden: jax.Array, table: jax.Array, labels: jax.Array, *, chunk_size: int):
+  """`full_softmax_ce` without materialising `[N, V]` logits (same arguments and result)."""
+  hidden, labels = _flatten(hidden, labels)
+  lse = chunked_logsumexp(hidden, table, chunk_size)
+  return _finish(lse - _label_logits(hidden, table, labels), labels)
+
+
+def _chunks(table, chunk_size):
+  """`table[V, d]` -> zero-padded chunks `[C, chunk_size, d]` and each chunk's item ids."""
+  num_items, dim = table.shape
+  num_chunks = -(-num_items // chunk_size)
+  padded = jnp.zeros((num_chunks * chunk_size, dim), table.dtype).at[:num_items].set(table)
+  ids = jnp.arange(num_chunks * chunk_size).reshape(num_chunks, chunk_size)
+  return padded.reshape(num_chunks, chunk_size, dim), ids
+
+
+def _chunk_logits(hidden, chunk, ids, num_items):
+  """Float32 logits `[N, chunk]`; padding id and the chunk's tail past the catalogue: -inf."""
+  return jnp.where((ids != PAD_ID) & (ids < num_items), _logits(hidden, chunk), -jnp.inf)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def chunked_logsumexp(hidden: jax.Array, table: jax.Array, chunk_size: int) -> jax.Array:
+  """`logsumexp(hidden @ table[1:].T, -1)` `[N]` (float32), one item chunk at a time.
+
+  The forward pass is an online log-sum-exp over chunks; the backward pass (custom VJP)
+  recomputes each chunk's logits and turns them into softmax weights with the saved result, so
+  that both passes hold `[N, chunk_size]` logits at most and cost four matrix products in all,
+  one more than the full softmax.
+  """
+  return _chunked_lse_fwd(hidden, table, chunk_size)[0]
+
+
+def _chunked_lse_fwd(hidden, table, chunk_size):
+  num_items = table.shape[0]
+  chunks, ids = _chunks(table, chunk_size)
+
+  def body(carry, chunk_and_ids):
+    running_max, running_sum = carry
+    logits = _chunk_logits(hidden, *chunk_and_ids, num_items)
+    new_max = jnp.maximum(running_max, logits.max(-1))
+    running_sum = running_sum * jnp.exp(running_max - new_max) + jnp.exp(
+        logits - new_max[:, None]).sum(-1)
+    return (new_max, running_sum), None
+
+  n = hidden.shape[0]
+  # Start from a finite max so that exp(-inf - -inf) never appears.
+  init = (jnp.full((n,), -1e30, jnp.float32), jnp.zeros((n,), jnp.float32))
+  (row_max, row_sum), _ = jax.lax.scan(body, init, (chunks, ids))
+  lse = row_max + jnp.log(row_sum)
+  return lse, (hidden, table, lse)
+
+
+def _chunked_lse_bwd(chunk_size, residuals, g):
+  hidden, table, lse = residuals
+  num_items, dim = table.shape
+  chunks, ids = _chunks(table, chunk_size)
+
+  def body(d_hidden, chunk_and_ids):
+    chunk, chunk_ids = chunk_and_ids
+    logits = _chunk_logits(hidden, chunk, chunk_ids, num_items)
+    weights = (jnp.exp(logits - lse[:, None]) * g[:, None]).astype(hidden.dtype)  # [N, chunk]
+    d_hidden = d_hidden + jnp.einsum("nc,cd->nd", weights, chunk.astype(hidden.dtype),
+                                     preferred_element_type=jnp.float32)
+    d_chunk = jnp.einsum("nc,nd->cd", weights, hidden, preferred_element_type=jnp.float32)
+    return d_hidden, d_chunk
+
+  d_hidden, d_chunks = jax.lax.scan(body, jnp.zeros(hidden.shape, jnp.float32), (chunks, ids))
+  d_table = d_chunks.reshape(-1, dim)[:num_items]
+  return d_hidden.astype(hidden.dtype), d_table.astype(table.dtype)
+
+
+chunked_logsumexp.defvjp(_chunked_lse_fwd, _chunked_lse_bwd)
+
+
+def sample_negatives(rng: jax.Array, num_negatives: int, log_q: jax.Array) -> jax.Array:
+  """`[S]` item ids drawn with replacement from `exp(log_q)` over ids (log_q[0] = -inf)."""
+  return jax.random.categorical(rng, log_q, shape=(num_negatives,)).astype(jnp.int32)
+
+
+def sampled_softmax_ce(hidden, table, labels, *, negatives: jax.Array, log_q: jax.Array | None):
+  """Sampled softmax with negatives `[S]` shared by every row.
+
+  With `log_q` (log sampling probabilities `[V]`), every logit is corrected by `-log(S q(item))`
+  so that the estimate is unbiased in the limit (Bengio & Senecal; Yi et al. 2019). Negatives that
+  equal the row's label ("accidental hits") are removed. With `negatives` = all items and no
+  correction this is exactly `full_softmax_ce`.
+  """
+  hidden, labels = _flatten(hidden, labels)
+  pos = _label_logits(hidden, table, labels)
+  neg = _logits(hidden, table[negatives])  # [N, S]
+  if log_q is not None:
+    log_s = jnp.log(negatives.shape[0])
+    pos = pos - (log_s + log_q[jnp.where(labels != PAD_ID, labels, 1)])
+    neg = neg - (log_s + log_q[negatives])[None]
+  neg = jnp.where((negatives[None] == labels[:, None]) | (negatives[None] == PAD_ID), -jnp.inf, neg)
+  lse = jnp.logaddexp(pos, jax.nn.logsumexp(neg, axis=-1))
+  return _finish(lse - pos, labels)
+
+
+def make_item_loss(kind: str = "full", *, chunk_size: int = 8192, num_negatives: int = 8192,
+                   log_q: jax.Array | None = None):
+  """`loss(hidden, table, labels, rng) -> (loss_sum, count)` of the chosen kind.
+
+  For `"sampled"`, `log_q` `[V]` is the sampling distribution (uniform when None; the correction
+  is then a constant and dropped)."""
+  if kind == "full":
+    return lambda hidden, table, labels, rng: full_softmax_ce(hidden, table, labels)
+  if kind == "chunked":
+    return lambda hidden, table, labels, rng: chunked_softmax_ce(hidden, table, labels,
+                                                                 chunk_size=chunk_size)
+  if kind == "sampled":
+
+    def sampled(hidden, table, labels, rng):
+      num_items = table.shape[0]
+      if log_q is None:
+        negatives = jax.random.randint(rng, (num_negatives,), 1, num_items, dtype=jnp.int32)
+      else:
+        negatives = sample_negatives(rng, num_negatives, log_q)
+      return sampled_softmax_ce(hidden, table, labels, negatives=negatives, log_q=log_q)
+
+    return sampled
+  raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}")
+
+
+def popularity_log_q(item_counts, smoothing: float = 1.0) -> jax.Array:
+  """Log sampling probabilities `[V]` proportional to (count + smoothing); padding excluded."""
+  counts = jnp.asarray(item_counts, jnp.float32) + smoothing
+  counts = counts.at[PAD_ID].set(0.0)
+  return jnp.log(counts / counts.sum())

@@ -1,0 +1,251 @@
+"""Train and evaluate a sequential recommender: `train_and_evaluate(config, workdir)`.
+
+The workdir receives `stage.json` (the stage record), `config.json`, `metrics.jsonl`,
+`tensorboard/`, `results.json` and orbax checkpoints under `checkpoints/` (the newest two, resumed
+automatically, and the one of best validation NDCG@10, used for the test numbers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import pathlib
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+
+from seqrec_jax import data as data_lib
+from seqrec_jax.recommender import input_pipeline
+from seqrec_jax.recommender import losses
+from seqrec_jax.data import splits
+from seqrec_jax.core import training
+from seqrec_jax.core.checkpoints import Checkpointer
+from seqrec_jax.core import distributed, loop, stage_record
+from seqrec_jax.core.files import write_json
+from seqrec_jax.core.metric_writer import MetricWriter
+from seqrec_jax.recommender import evaluation
+from seqrec_jax.recommender.model import ModelConfig, SequentialRecommender, init_params, make_model
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def load_data(config: ml_collections.ConfigDict) -> tuple[data_lib.Dataset, splits.Split]:
+  """The dataset and split described by `config.data` (deterministic for `config.seed`)."""
+  d = config.data
+  # "" stands for "not given" on the command line (ConfigDict fields cannot hold None there).
+  options = {k: (None if v == "" else v) for k, v in (d.get("options", {}) or {}).items()}
+  dataset = data_lib.load_dataset(d.name, data_dir=d.get("dir") or None, **options)
+  kwargs = {}
+  if d.protocol == "temporal":
+    kwargs = dict(test_fraction=d.test_fraction, sae_fraction=d.sae_fraction, seed=config.seed)
+  return dataset, splits.split(dataset.interactions, d.protocol, **kwargs)
+
+
+def model_config(config: ml_collections.ConfigDict, num_items: int) -> ModelConfig:
+  m = config.model
+  return ModelConfig(
+      kind=m.kind, num_items=num_items, max_len=m.max_len, hidden_dim=m.hidden_dim,
+      num_blocks=m.num_blocks, num_heads=m.num_heads, mlp_dim=m.mlp_dim,
+      dropout_rate=m.dropout_rate, dtype=m.get("dtype", "float32"),
+  )
+
+
+# ----------------------------------------------------------------------------- train step
+
+
+def make_step_fns(model_cfg: ModelConfig, tx: optax.GradientTransformation,
+                  item_loss=None) -> training.StepFns:
+  """`item_loss(hidden, table, labels, rng)` defaults to the full softmax (`losses.make_item_loss`)."""
+  model = make_model(model_cfg, train=True)
+  item_loss = item_loss or losses.make_item_loss("full")
+
+  def loss_fn(params, model_state, batch, rng):
+    del model_state
+    dropout_rng, loss_rng = jax.random.split(rng)
+    hidden, table = model.apply(
+        {"params": params}, batch["input_ids"], rngs={"dropout": dropout_rng},
+        method=SequentialRecommender.hidden_and_table,
+    )
+    loss_sum, count = item_loss(hidden, table, batch["labels"], loss_rng)
+    return loss_sum, training.LossAux(count=count, metrics={})
+
+  return training.StepFns(loss_fn=loss_fn, tx=tx)
+
+
+# ----------------------------------------------------------------------------- loop
+
+
+def item_loss_from_config(config, split: splits.Split, num_items: int):
+  t = config.train
+  log_q = None
+  if t.get("loss", "full") == "sampled" and t.get("negative_sampling", "uniform") == "popularity":
+    log_q = losses.popularity_log_q(np.bincount(split.train.items, minlength=num_items))
+  return losses.make_item_loss(t.get("loss", "full"), chunk_size=t.get("loss_chunk_size", 8192),
+                               num_negatives=t.get("num_negatives", 8192), log_q=log_q)
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  t = config.train
+  tx = optax.adam(t.learning_rate)
+  if t.get("grad_clip_norm"):
+    tx = optax.chain(optax.clip_by_global_norm(t.grad_clip_norm), tx)
+  return tx
+
+
+BEST_METRIC = "ndcg@10"  # validation metric for early stopping and the best checkpoint
+
+
+@dataclasses.dataclass
+class Progress:  # satisfies core.loop.Progress
+  """Host-side training progress, saved with each checkpoint."""
+
+  step: int = 0
+  best_ndcg: float = -1.0
+  best_step: int = -1
+  evals_without_improvement: int = 0
+  train_seconds: float = 0.0
+  done: bool = False
+
+
+# Config fields that change how a run is logged or laid out, not its results.
+_NOT_RESULTS = ("train.log_every_steps",)
+_OUTPUTS = ("checkpoints", "checkpoints.unreadable", "results.json", "metrics.jsonl", "tensorboard")
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
+  """Trains the recommender described by `config`, writes results into `workdir`, returns them.
+
+  A finished run of the same settings is skipped; an unfinished one resumes from its latest
+  checkpoint; a workdir holding a run of other settings is refused (`stage_record`).
+  """
+  workdir = pathlib.Path(workdir)
+  settings = stage_record.settings_of(config, ("seed", "data", "model", "train", "eval"),
+                                      exclude=_NOT_RESULTS)
+  run = stage_record.begin("train_recommender", workdir, workdir, settings, outputs=_OUTPUTS,
+                           overwrite=bool(config.get("overwrite")))
+  if run.results is not None:
+    logging.info("%s already holds results of this config; --config.overwrite=true redoes them",
+                 workdir)
+    return run.results
+  if distributed.is_main_process():
+    write_json(workdir / "config.json", config.to_dict())
+
+  dataset, split = load_data(config)
+  inter = dataset.interactions
+  model_cfg = model_config(config, inter.num_items)
+  t = config.train
+  logging.info(
+      "data %s (%s): %d users, %d items, %d train sequences, %d val, %d test",
+      dataset.name, split.protocol, inter.num_users, inter.num_items - 1, len(split.train),
+      len(split.val), len(split.test),
+  )
+
+  train_data = input_pipeline.make_train_data(
+      split.train, kind=model_cfg.kind, max_len=model_cfg.max_len,
+      global_batch_size=t.batch_size, seed=config.seed, mask_prob=t.mask_prob,
+      last_item_mask_prob=t.last_item_mask_prob, mask_token=model_cfg.mask_token,
+  )
+  eval_kwargs = dict(kind=model_cfg.kind, max_len=model_cfg.max_len, batch_size=config.eval.batch_size,
+                     mask_token=model_cfg.mask_token)
+  val_arrays = input_pipeline.make_eval_arrays(split.val, **eval_kwargs)
+  test_arrays = input_pipeline.make_eval_arrays(split.test, **eval_kwargs)
+  evaluate_fn = functools.partial(
+      evaluation.evaluate, model_cfg=model_cfg, batch_size=config.eval.batch_size, k=config.eval.k,
+      filter_seen=config.eval.filter_seen,
+  )
+
+  tx = make_optimizer(config)
+  parallel = training.Parallel(config.parallel)
+  step_fn = parallel.compile(make_step_fns(model_cfg, tx, item_loss_from_config(config, split, inter.num_items)))
+  state = training.create_train_state(
+      init_params(model_cfg, jax.random.PRNGKey(config.seed)), tx, config.seed
+  )
+  iterator = train_data.iterator()
+  ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=2, best_metric=BEST_METRIC)
+  progress = Progress()
+  if ckpt.latest_step() is not None:
+    state, extra, step = ckpt.restore_newest_valid(state)
+    iterator.set_state(extra["iterator"])
+    progress = Progress(**extra["progress"])
+    logging.info("resumed from %s at step %d", ckpt.directory, step)
+
+  steps_per_epoch = train_data.steps_per_epoch
+  max_steps = t.num_epochs * steps_per_epoch
+  if t.get("max_steps"):
+    max_steps = min(max_steps, t.max_steps)
+  cadence = loop.Cadence(total_steps=max_steps, log_every=t.log_every_steps,
+                         eval_every=t.get("eval_every_steps") or steps_per_epoch,
+                         examples_per_step=t.batch_size, unit="seq")
+  logging.info("training %d steps (%d per epoch, eval every %d) on %d device(s), mode %s",
+               max_steps, steps_per_epoch, cadence.eval_every, parallel.num_devices, parallel.mode)
+  writer = MetricWriter(workdir)
+  if progress.step == 0:
+    writer.write_hparams(settings)
+
+  def on_boundary(host_state):
+    val = evaluate_fn(host_state.params, eval_arrays=val_arrays)
+    if val[BEST_METRIC] > progress.best_ndcg:
+      progress.best_ndcg, progress.best_step = val[BEST_METRIC], progress.step
+      progress.evals_without_improvement = 0
+    else:
+      progress.evals_without_improvement += 1
+    progress.done = progress.evals_without_improvement >= t.patience
+    logging.info("step %d  val ndcg@10 %.4f  hr@10 %.4f  (best %.4f at step %d)", progress.step,
+                 val["ndcg@10"], val["hr@10"], progress.best_ndcg, progress.best_step)
+    writer.write(progress.step, "val", val)
+    ckpt.save(progress.step, host_state,
+              {"iterator": iterator.get_state(), "progress": dataclasses.asdict(progress)},
+              metrics={BEST_METRIC: val[BEST_METRIC]})
+
+  final = loop.train_loop(state, step_fn=step_fn, parallel=parallel,
+                          next_batch=lambda step: next(iterator), progress=progress,
+                          cadence=cadence, writer=writer, on_boundary=on_boundary)
+  writer.close()
+  best_state, _ = ckpt.restore(final, ckpt.best_step())
+  ckpt.close()
+  params = best_state.params
+  val = evaluate_fn(params, eval_arrays=val_arrays)
+  test = evaluate_fn(params, eval_arrays=test_arrays)
+  results = {
+      "dataset": dataset.name,
+      "model": model_cfg.kind,
+      "protocol": split.protocol,
+      "filter_seen": bool(config.eval.filter_seen),
+      "num_users": int(inter.num_users),
+      "num_items": int(inter.num_items - 1),
+      "num_train_sequences": len(split.train),
+      "num_val_users": len(split.val),
+      "num_test_users": len(split.test),
+      "steps": progress.step,
+      "best_step": progress.best_step,
+      "train_seconds": progress.train_seconds,
+      "seed": config.seed,
+      "val": val,
+      "test": test,
+  }
+  logging.info("test %s", {k: round(v, 4) for k, v in test.items()})
+  return stage_record.finish(workdir, run, results)
+
+
+def load_trained(workdir: str | pathlib.Path):
+  """`(config, dataset, split, model_cfg, params)` of the best checkpoint in a workdir."""
+  workdir = pathlib.Path(workdir)
+  config_file = workdir / "config.json"
+  if not config_file.exists():
+    raise FileNotFoundError(f"{config_file} not found: run --experiment=train_recommender first")
+  config = ml_collections.ConfigDict(json.loads(config_file.read_text()))
+  dataset, split = load_data(config)
+  model_cfg = model_config(config, dataset.interactions.num_items)
+  tx = make_optimizer(config)
+  target = training.create_train_state(
+      init_params(model_cfg, jax.random.PRNGKey(0)), tx, config.seed
+  )
+  ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=2, best_metric=BEST_METRIC)
+  state, _ = ckpt.restore(target, ckpt.best_step())
+  ckpt.close()
+  return config, dataset, split, model_cfg, state.params
