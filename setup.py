@@ -3,11 +3,16 @@ import pathlib
 from setuptools import find_packages, setup
 
 here = pathlib.Path(__file__).parent
-requirements = [
-    line.strip()
-    for line in (here / "requirements.txt").read_text().splitlines()
-    if line.strip() and not line.startswith("#")
-]
+
+def _requirements(section: str) -> list[str]:
+  """The requirements of one section of requirements.txt: "run" (before the "# test" line) or
+  "test" (after it)."""
+  lines = (here / "requirements.txt").read_text().splitlines()
+  split = next(i for i, line in enumerate(lines) if line.startswith("# test"))
+  chosen = lines[:split] if section == "run" else lines[split + 1 :]
+  return [line.split("#")[0].strip() for line in chosen if line.split("#")[0].strip()]
+
+
 
 setup(
     name="seqrec_jax",
@@ -17,5 +22,6 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["seqrec_jax", "seqrec_jax.*", "experiments", "experiments.*"]),
     python_requires=">=3.10",
-    install_requires=requirements,
+    install_requires=_requirements("run"),
+    extras_require={"test": _requirements("test")},
 )

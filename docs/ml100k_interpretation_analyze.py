@@ -2,17 +2,17 @@
 import json, sys, pathlib, time
 import numpy as np
 from sklearn.metrics import roc_auc_score
+from seqrec_jax.sae import trained as sae_trained
 from seqrec_jax.recommender import activations as acts_lib
 from seqrec_jax import interpret
 from seqrec_jax.recommender import stage as recommender_stage
 from seqrec_jax.sae import evaluation as sae_evaluation
-from seqrec_jax.sae import stage as sae_stage
 from seqrec_jax.interpret.stage import position_labels
 
 wd = pathlib.Path(sys.argv[1]); lp = sys.argv[2] if len(sys.argv) > 2 else "item"
 subdir = sys.argv[3] if len(sys.argv) > 3 else "sae"
 rec_config, dataset, split, model_cfg, params = recommender_stage.load_trained(wd)
-trained = sae_stage.load_sae(wd, subdir); layer = sae_stage.sae_layer(wd, subdir)
+trained = sae_trained.load_sae(wd, subdir); layer = sae_trained.sae_layer(wd, subdir)
 names = list(dataset.attributes.names)
 
 def prep(seqs):

@@ -6,6 +6,7 @@ Flags only; every stage is a library function taking `(config, workdir)` (see `s
 import os
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -47,7 +48,8 @@ def main(argv):
     from seqrec_jax.core import distributed
 
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  logging.set_verbosity(logging.INFO)
+  # Process 0 logs progress; the others only warnings and errors (every process does the work).
+  logging.set_verbosity(logging.INFO if jax.process_index() == 0 else logging.WARNING)
   logging.get_absl_handler().addFilter(_quiet_library_info)
   try:
     if _EXPERIMENT.value == "recommend":

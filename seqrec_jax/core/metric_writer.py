@@ -29,13 +29,13 @@ class MetricWriter:
       self._tb = SummaryWriter(str(self.directory / "tensorboard"), flush_secs=30)
 
   def write_hparams(self, hparams: dict) -> None:
-    """The run's (flattened) hyperparameters, at step 0."""
+    """The run's (flattened) hyperparameters, at step 0, to TensorBoard (the stage's own
+    `config.json` holds them too)."""
     if not self.enabled:
       return
     values = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in hparams.items()}
     for summary in hparams_summary(values, {}):
       self._tb.file_writer.add_summary(summary, 0)
-    append_jsonl(self.directory / "metrics.jsonl", {"step": 0, "split": "hparams", **values})
 
   def write(self, step: int, split: str, metrics: dict) -> None:
     if not self.enabled:

@@ -99,11 +99,11 @@ def _check_chain(workdir: pathlib.Path, record: dict, where: pathlib.Path) -> No
     _check_chain(workdir, up, workdir / rel)
 
 
-def _differences(saved: dict, record: dict) -> list[str]:
+def _differences(saved: dict, record: dict, ignore: Iterable[str] = ()) -> list[str]:
   fields = []
   before, now = saved.get("settings", {}), record["settings"]
   for key in sorted(set(before) | set(now)):
-    if before.get(key, "<unset>") != now.get(key, "<unset>"):
+    if key not in ignore and before.get(key, "<unset>") != now.get(key, "<unset>"):
       fields.append(f"{key}: {before.get(key, '<unset>')!r} -> {now.get(key, '<unset>')!r}")
   for rel in sorted(set(saved.get("upstream", {})) | set(record["upstream"])):
     if saved.get("upstream", {}).get(rel) != record["upstream"].get(rel):
@@ -113,7 +113,8 @@ def _differences(saved: dict, record: dict) -> list[str]:
 
 def begin(stage: str, stage_dir: pathlib.Path, workdir: pathlib.Path, settings: dict, *,
           upstream: Iterable[str] = (), outputs: Iterable[str], overwrite: bool,
-          results_file: str = "results.json", other_ways: str = "another --workdir") -> StageRun:
+          results_file: str = "results.json", other_ways: str = "another --workdir",
+          extendable: Iterable[str] = ()) -> StageRun:
   """Applies the stage-done policy (module docstring) before `stage` runs in `stage_dir`.
 
   Args:
@@ -126,6 +127,8 @@ def begin(stage: str, stage_dir: pathlib.Path, workdir: pathlib.Path, settings: 
     overwrite: `config.overwrite`.
     results_file: the stage's results inside `stage_dir`, returned when it is done.
     other_ways: the other way out named in the error besides overwrite.
+    extendable: settings that only lengthen a run (e.g. `train.max_steps`): a run differing in
+      nothing else resumes from its checkpoints under a new `run_id` (downstream stages redo).
   """
   record = {"stage": stage, "settings": settings,
             "upstream": current_upstream(workdir, upstream, stage)}
@@ -138,14 +141,16 @@ def begin(stage: str, stage_dir: pathlib.Path, workdir: pathlib.Path, settings: 
           f"what they were computed from is unknown; rerun with --config.overwrite=true to "
           f"replace them, or use {other_ways}")
     if saved is not None:
-      differ = _differences(saved, record)
+      differ = _differences(saved, record, ignore=extendable)
       if differ:
         raise StageMismatchError(
             f"{stage_dir} holds a {stage} run with other settings ({'; '.join(differ)}); rerun "
             f"with --config.overwrite=true to replace it, or use {other_ways}")
-      if saved.get("done") and (stage_dir / results_file).is_file():
-        return StageRun(saved, read_json(stage_dir / results_file))
-      return StageRun(saved)  # same settings, unfinished: resume
+      if not _differences(saved, record):
+        if saved.get("done") and (stage_dir / results_file).is_file():
+          return StageRun(saved, read_json(stage_dir / results_file))
+        return StageRun(saved)  # same settings, unfinished: resume
+      leftovers = [n for n in leftovers if n == results_file]  # lengthened: resume, new run id
   if distributed.is_main_process():
     for name in leftovers:
       path = stage_dir / name

@@ -9,6 +9,7 @@ import zipfile
 
 from absl import logging
 
+from seqrec_jax.core import distributed
 from seqrec_jax.core.errors import DataError
 from seqrec_jax.data.cache import cache_key, load_prepared, save_prepared
 from seqrec_jax.data.containers import Dataset, default_data_dir
@@ -96,5 +97,6 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None,
   logging.info("Prepared %s in %.1f s: %d users, %d items, %d interactions.", name,
                time.perf_counter() - start, ds.interactions.num_users,
                ds.interactions.num_items - 1, ds.interactions.num_interactions)
-  save_prepared(ds, cache_path)
+  if distributed.is_main_process():  # the others parsed the same files; one writes the cache
+    save_prepared(ds, cache_path)
   return ds

@@ -21,12 +21,12 @@ import pathlib
 import numpy as np
 from absl import logging
 
+from seqrec_jax.sae import trained as sae_trained
 from seqrec_jax.recommender import activations as acts_lib
 from seqrec_jax import interpret
 from seqrec_jax.recommender import stage as recommender_stage
 from seqrec_jax.interpret import report
 from seqrec_jax.sae import evaluation as sae_evaluation
-from seqrec_jax.sae import stage as sae_stage
 from seqrec_jax.core import distributed, stage_record
 from seqrec_jax.core.files import write_atomic
 from seqrec_jax.data.containers import item_text
@@ -91,8 +91,8 @@ def run(config, workdir: str | pathlib.Path) -> dict:
   rec_config, dataset, split, model_cfg, params = recommender_stage.load_trained(workdir)
   if dataset.attributes is None or not dataset.attributes.names:
     raise ValueError(f"dataset {dataset.name} has no item attributes to interpret latents with")
-  trained = sae_stage.load_sae(workdir, config.sae.subdir)
-  layer = sae_stage.sae_layer(workdir, config.sae.subdir)
+  trained = sae_trained.load_sae(workdir, config.sae.subdir)
+  layer = sae_trained.sae_layer(workdir, config.sae.subdir)
   label_position = config.interpret.label_position
 
   acts = acts_lib.capture_activations(params, model_cfg, split.test_sequences, layer,

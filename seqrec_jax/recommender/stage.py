@@ -127,7 +127,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   settings = stage_record.settings_of(config, ("seed", "data", "model", "train", "eval"),
                                       exclude=_NOT_RESULTS)
   run = stage_record.begin("train_recommender", workdir, workdir, settings, outputs=_OUTPUTS,
-                           overwrite=bool(config.get("overwrite")))
+                           overwrite=bool(config.get("overwrite")),
+                           extendable=("train.max_steps", "train.num_epochs"))
   if run.results is not None:
     logging.info("%s already holds results of this config; --config.overwrite=true redoes them",
                  workdir)

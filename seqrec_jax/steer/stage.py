@@ -17,12 +17,12 @@ import numpy as np
 from absl import logging
 from matplotlib.figure import Figure
 
+from seqrec_jax.sae import trained as sae_trained
 from seqrec_jax.recommender import input_pipeline
 from seqrec_jax.interpret import stage as interpret_stage
 from seqrec_jax.recommender import metrics
 from seqrec_jax.recommender import evaluation
 from seqrec_jax.recommender import stage as recommender_stage
-from seqrec_jax.sae import stage as sae_stage
 from seqrec_jax.steer import edits as steering
 from seqrec_jax.core import distributed, stage_record
 
@@ -35,8 +35,8 @@ def load_steering_context(config, workdir):
     raise FileNotFoundError(f"{interpret_file} not found: run --experiment=interpret first")
   interpreted = json.loads(interpret_file.read_text())
   typical = np.load(workdir / "interpret" / "statistics.npz")["typical_activation"]
-  trained = sae_stage.load_sae(workdir, config.sae.subdir)
-  layer = sae_stage.sae_layer(workdir, config.sae.subdir)
+  trained = sae_trained.load_sae(workdir, config.sae.subdir)
+  layer = sae_trained.sae_layer(workdir, config.sae.subdir)
   return rec_config, dataset, split, model_cfg, params, interpreted, typical, trained, layer
 
 

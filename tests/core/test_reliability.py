@@ -2,6 +2,7 @@
 bad input files on the command line, determinism, workdir hygiene."""
 
 import json
+import re
 import os
 import pathlib
 import signal
@@ -15,6 +16,7 @@ import pytest
 
 from seqrec_jax.recommender import stage as recommender_stage
 from seqrec_jax.core.checkpoints import CheckpointMismatchError
+from seqrec_jax.core.stage_record import StageMismatchError
 from tests.helpers import tiny_config as tiny
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -84,15 +86,29 @@ def test_later_stage_without_inputs_names_the_stage_to_run(tmp_path):
     recommender_stage.load_trained(tmp_path)
 
 
-def test_non_finite_loss_stops_with_the_step_and_keeps_checkpoint(tmp_path):
-  config = _config(learning_rate=1e12, eval_every_steps=1, log_every_steps=1, max_steps=30,
-                   num_epochs=100)
-  with pytest.raises(FloatingPointError, match=r"at step \d+"):
-    recommender_stage.train_and_evaluate(config, tmp_path)
-  assert not (tmp_path / "results.json").exists()
-  steps = sorted(int(p.name) for p in (tmp_path / "checkpoints" / "latest").iterdir() if p.name.isdigit())
-  assert steps, "the checkpoints before the failure are kept"
-  params = _params_of_latest(tmp_path)
+def _first_non_finite_step(workdir, every: int) -> int:
+  config = _config(learning_rate=1e12, eval_every_steps=every, log_every_steps=every,
+                   max_steps=40, num_epochs=100)
+  with pytest.raises(FloatingPointError, match=r"at step \d+") as failure:
+    recommender_stage.train_and_evaluate(config, workdir)
+  assert not (workdir / "results.json").exists()
+  return int(re.search(r"at step (\d+)", str(failure.value)).group(1))
+
+
+def _checkpoint_steps(workdir) -> list[int]:
+  return sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+
+
+def test_non_finite_loss_names_the_first_bad_step_and_keeps_checkpoint(tmp_path):
+  # Checked every step, the error names the first bad step by construction; checked once per
+  # 7 steps, the loop must find the same step inside its window.
+  every_step = _first_non_finite_step(tmp_path / "every", 1)
+  windowed = _first_non_finite_step(tmp_path / "windowed", 7)
+  assert windowed == every_step
+  assert windowed % 7 != 1, "the bad step should not open its window (the search would be moot)"
+  steps = _checkpoint_steps(tmp_path / "every")
+  assert steps and max(steps) < every_step, "the checkpoints before the failure are kept"
+  params = _params_of_latest(tmp_path / "every")
   assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(params))
 
 
@@ -106,24 +122,32 @@ def _params_of_latest(workdir):
   model_cfg = recommender_stage.model_config(config, dataset.interactions.num_items)
   target = training.create_train_state(init_params(model_cfg, jax.random.PRNGKey(0)),
                                        recommender_stage.make_optimizer(config), 0)
-  state, _, _ = Checkpointer(workdir / "checkpoints" / "latest").restore_newest_valid(target)
+  state, _, _ = Checkpointer(workdir / "checkpoints").restore_newest_valid(target)
   return state.params
 
 
 def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path):
-  config = _config(max_steps=6, eval_every_steps=2, num_epochs=50)
+  config = _config(max_steps=6, eval_every_steps=2, log_every_steps=1, num_epochs=50)
   recommender_stage.train_and_evaluate(config, tmp_path)
-  latest_dir = tmp_path / "checkpoints" / "latest"
-  steps = sorted(int(p.name) for p in latest_dir.iterdir() if p.name.isdigit())
-  assert steps == [4, 6]
+  assert _checkpoint_steps(tmp_path)[-2:] == [4, 6]
   # Truncate every array file of the newest checkpoint.
-  for f in (latest_dir / "6" / "state").rglob("*"):
+  for f in (tmp_path / "checkpoints" / "6" / "state").rglob("*"):
     if f.is_file() and f.stat().st_size > 0 and "metadata" not in f.name:
       f.write_bytes(f.read_bytes()[: f.stat().st_size // 3])
-  (tmp_path / "results.json").unlink()
-  more = _config(max_steps=8, eval_every_steps=2, num_epochs=50)
+  lines_before = len((tmp_path / "metrics.jsonl").read_text().splitlines())
+  more = _config(max_steps=8, eval_every_steps=2, log_every_steps=1, num_epochs=50)
   results = recommender_stage.train_and_evaluate(more, tmp_path)
   assert results["steps"] == 8
+  assert (tmp_path / "checkpoints.unreadable" / "6").is_dir()
+  # It resumed from step 4 (a restart from scratch would log steps 1.. again) ...
+  new_lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  new_train_steps = [l["step"] for l in new_lines[lines_before:] if l["split"] == "train"]
+  assert new_train_steps == [5, 6, 7, 8]
+  # ... and reached the parameters of an uninterrupted run (the same computation repeated).
+  straight = tmp_path / "straight"
+  recommender_stage.train_and_evaluate(more, straight)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, _params_of_latest(tmp_path),
+                         _params_of_latest(straight))
 
 
 def test_restore_into_another_shape_names_the_entry(tmp_path):
@@ -132,8 +156,19 @@ def test_restore_into_another_shape_names_the_entry(tmp_path):
   bigger.model.hidden_dim = 24
   # The error names an entry and both layouts, e.g. "entry params.item_embedding.embedding is
   # ((41, 16), 'float32') in the checkpoint but ((41, 24), 'float32') in the model ...".
+  from seqrec_jax.core import training
+  from seqrec_jax.core.checkpoints import Checkpointer
+  from seqrec_jax.recommender.model import init_params
+
+  dataset, _ = recommender_stage.load_data(bigger)
+  model_cfg = recommender_stage.model_config(bigger, dataset.interactions.num_items)
+  target = training.create_train_state(init_params(model_cfg, jax.random.PRNGKey(0)),
+                                       recommender_stage.make_optimizer(bigger), 0)
   with pytest.raises(CheckpointMismatchError,
                      match=r"entry \S+ is \(\(.*\) in the checkpoint but \(\(.*\) in the model"):
+    Checkpointer(tmp_path / "checkpoints").restore(target)
+  # The stage itself refuses earlier, naming the setting.
+  with pytest.raises(StageMismatchError, match=r"model\.hidden_dim: 16 -> 24"):
     recommender_stage.train_and_evaluate(bigger, tmp_path)
 
 
@@ -145,7 +180,7 @@ def test_resume_after_sigkill_is_bitwise_exact(tmp_path):
   proc = subprocess.Popen([sys.executable, "-m", "experiments.main", "--experiment=train_recommender",
                            f"--workdir={killed}", *overrides], cwd=ROOT, env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  latest = killed / "checkpoints" / "latest"
+  latest = killed / "checkpoints"
   deadline = time.time() + 240
   try:
     while time.time() < deadline and proc.poll() is None:

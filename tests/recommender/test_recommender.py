@@ -34,6 +34,7 @@ def test_train_recommender_writes_results(tmp_path, kind):
   assert on_disk["steps"] == results["steps"] > 0
   lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert {l["split"] for l in lines} == {"train", "val"}
+  assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))  # TensorBoard curves
 
 
 def test_train_step_traces_once(tmp_path, monkeypatch):

@@ -1,0 +1,127 @@
+"""The stage-done policy across stages: never serve results computed from other settings or from
+an older upstream run (seqrec_jax.core.stage_record)."""
+
+import json
+import shutil
+
+import pytest
+
+from experiments import stages
+from seqrec_jax.core.stage_record import StageMismatchError
+from tests.helpers import tiny_config as tiny
+
+
+def _config(**sae):
+  c = tiny.get_config()
+  c.train.max_steps = 4
+  c.train.eval_every_steps = 2
+  c.train.num_epochs = 50
+  c.sae.dict_size = 32
+  c.sae.batch_size = 64
+  c.sae.num_epochs = 2
+  c.sae.capture_batch_size = 16
+  c.sae.log_every_steps = 2
+  c.steer.strengths = (0.0, 4.0)
+  c.sae.update(sae)
+  return c
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+  """A workdir where every stage finished (relu_l1 SAE)."""
+  workdir = tmp_path_factory.mktemp("finished")
+  stages.pipeline(_config(), workdir)
+  return workdir
+
+
+def _copy(finished, tmp_path):
+  target = tmp_path / "copy"
+  shutil.copytree(finished, target)
+  return target
+
+
+def _mtimes(workdir):
+  return {p.relative_to(workdir): p.stat().st_mtime_ns for p in workdir.rglob("results.json")}
+
+
+def test_same_settings_skip_every_stage(finished):
+  before = _mtimes(finished)
+  stages.pipeline(_config(), finished)
+  assert _mtimes(finished) == before
+
+
+def test_topk_after_relu_l1_names_the_variant_not_its_numbers(finished):
+  with pytest.raises(StageMismatchError) as error:
+    stages.train_sae(_config(variant="topk"), finished)
+  message = str(error.value)
+  assert "\n" not in message
+  assert "sae.variant: 'relu_l1' -> 'topk'" in message
+  assert "--config.overwrite=true" in message and "--config.sae.subdir" in message
+  # Another subdir is the other way out: it trains a topk SAE there.
+  results = stages.train_sae(_config(variant="topk", subdir="sae_topk"), finished)
+  assert results["variant"] == "topk"
+  assert json.loads((finished / "sae" / "results.json").read_text())["variant"] == "relu_l1"
+
+
+def test_interpret_with_another_label_position_refuses(finished):
+  config = _config()
+  config.interpret.label_position = "next_item"
+  old = (finished / "interpret" / "results.json").read_text()
+  with pytest.raises(StageMismatchError, match=r"interpret\.label_position: 'item' -> 'next_item'"):
+    stages.interpret(config, finished)
+  assert (finished / "interpret" / "results.json").read_text() == old
+
+
+def test_redone_sae_makes_interpret_and_steer_refuse_then_redo(finished, tmp_path):
+  workdir = _copy(finished, tmp_path)
+  redo = _config(l1_coeff=0.5)
+  redo.overwrite = True
+  stages.train_sae(redo, workdir)
+  same = _config(l1_coeff=0.5)
+  with pytest.raises(StageMismatchError, match="redone"):
+    stages.interpret(same, workdir)
+  with pytest.raises(StageMismatchError, match="redone"):
+    stages.steer(same, workdir)
+  redo_rest = _config(l1_coeff=0.5)
+  redo_rest.overwrite = True
+  stages.interpret(redo_rest, workdir)
+  record = lambda rel: json.loads((workdir / rel / "stage.json").read_text())
+  assert record("interpret")["upstream"] == {"sae/stage.json": record("sae")["run_id"]}
+  stages.steer(redo_rest, workdir)
+  assert record("steer")["upstream"] == {"interpret/stage.json": record("interpret")["run_id"]}
+  stages.pipeline(same, workdir)  # now every stage is current: all skipped, no error
+
+
+def test_other_learning_rate_neither_resumes_nor_files_numbers(finished, tmp_path):
+  workdir = _copy(finished, tmp_path)
+  results, config_json = ((workdir / name).read_text() for name in ("results.json", "config.json"))
+  checkpoints = sorted(p.name for p in (workdir / "checkpoints").iterdir())
+  other = _config()
+  other.train.learning_rate = 0.01
+  with pytest.raises(StageMismatchError, match=r"train\.learning_rate: 0\.001 -> 0\.01"):
+    stages.train_recommender(other, workdir)
+  assert (workdir / "results.json").read_text() == results
+  assert (workdir / "config.json").read_text() == config_json
+  assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == checkpoints
+  # Unfinished (killed) runs are refused the same way: no resume under other settings.
+  (workdir / "results.json").unlink()
+  with pytest.raises(StageMismatchError, match="train.learning_rate"):
+    stages.train_recommender(other, workdir)
+
+
+def test_redone_recommender_makes_the_sae_refuse(finished, tmp_path):
+  workdir = _copy(finished, tmp_path)
+  redo = _config()
+  redo.overwrite = True
+  stages.train_recommender(redo, workdir)
+  with pytest.raises(StageMismatchError, match="redone"):
+    stages.train_sae(_config(), workdir)
+  with pytest.raises(StageMismatchError, match="redone"):
+    stages.interpret(_config(), workdir)
+
+
+def test_outputs_without_a_record_are_refused(finished, tmp_path):
+  workdir = _copy(finished, tmp_path)
+  (workdir / "steer" / "stage.json").unlink()
+  with pytest.raises(StageMismatchError, match="without a stage record"):
+    stages.steer(_config(), workdir)
