@@ -4,7 +4,7 @@
 
 The paper's model (64-d, 2 blocks, 2 heads, length 64, batch 128, dropout 0.1, Adam) with a
 million-row item table. The naive full softmax would hold `[128 * 64, 10^6]` float32 logits, 33 GB,
-before its gradient; the two losses of `seqrec_jax.losses` avoid that:
+before its gradient; the two losses of `seqrec_jax.recommender.losses` avoid that:
 
 * `chunked`: the exact full-softmax cross-entropy over item chunks (`--chunk_size`) under
   `jax.checkpoint`, so at most `[8192, chunk]` logits exist at a time (forward and backward);

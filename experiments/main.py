@@ -27,7 +27,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and r
 _CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Experiment config file.",
                                           lock_config=True)
 _DISTRIBUTED = flags.DEFINE_bool(
-    "distributed", False, "Join a multi-process job (seqrec_jax.distributed.initialize); the "
+    "distributed", False, "Join a multi-process job (seqrec_jax.core.distributed.initialize); the "
     "settings below fall back to JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID, then "
     "to JAX's cluster auto-detection. Run with --config.parallel=mesh.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None,

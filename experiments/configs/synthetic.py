@@ -15,7 +15,7 @@ from experiments.configs import default
 def get_config():
   c = default.get_config()
   c.data.name = "synthetic"
-  o = c.data.options  # the generator's arguments (seqrec_jax.synthetic.make_synthetic)
+  o = c.data.options  # the generator's arguments (seqrec_jax.data.synthetic.make_synthetic)
   o.seed = 0  # the generator's seed (the data), apart from the training seed
   o.num_users = 1000
   o.num_items = 400

@@ -43,7 +43,8 @@ class MetricWriter:
     append_jsonl(self.directory / "metrics.jsonl", {"step": step, "split": split, **metrics})
     for name, value in metrics.items():
       if isinstance(value, (int, float)) and not isinstance(value, bool):
-        self._tb.add_scalar(f"{split}/{name}", value, step)
+        # TensorBoard tags allow [A-Za-z0-9_./-]: "ndcg@10" becomes "ndcg_at_10".
+        self._tb.add_scalar(f"{split}/{name}".replace("@", "_at_"), value, step)
 
   def close(self) -> None:
     if self._tb is not None:

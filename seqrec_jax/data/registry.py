@@ -54,7 +54,7 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None,
         item_column="song", attributes_file="id_genres.csv", attribute_item_column="id",
         title_column=None, attributes_column="genres", attribute_separator=",",
         unknown_attribute_items="skip"` (its timestamps are ISO date-times).
-      * "synthetic": `seqrec_jax.synthetic.make_synthetic(**options)`; never cached.
+      * "synthetic": `seqrec_jax.data.synthetic.make_synthetic(**options)`; never cached.
     data_dir: folder of the raw files; default `default_data_dir() / name`.
     cache_dir: the prepared arrays go to `cache_dir / "prepared"`; default `default_data_dir()`.
     use_cache: read and write the cache.

@@ -21,7 +21,7 @@ Interaction files are plain delimited text: one interaction per line, no quoted 
 lines ignored, a UTF-8 byte order mark and CRLF line ends tolerated. Attribute files are small
 and read with the `csv` module, so their fields may be quoted (ML-20M titles hold commas).
 
-Bad input raises `seqrec_jax.errors.DataError` naming the file, the 1-based line and what was
+Bad input raises `seqrec_jax.core.errors.DataError` naming the file, the 1-based line and what was
 expected. Large interaction files (ML-20M: 20M rows) are parsed with whole-column NumPy
 operations on the raw bytes; only when a column fails to convert does a line-by-line pass run,
 to find the offending line.

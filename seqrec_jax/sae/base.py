@@ -53,7 +53,7 @@ reaches `dead_tokens` (by default one epoch of SAE training activations). TopK a
 revive dead latents through AuxK; the others through `resample_dead` (Anthropic's resampling:
 dead latents are re-pointed at training inputs drawn with probability proportional to their
 squared reconstruction error, with the encoder at 0.2 x the mean alive encoder norm, encoder bias
-0, Adam moments of those weights reset, and counters cleared). `sae_training` calls it every
+0, Adam moments of those weights reset, and counters cleared). `sae.stage` calls it every
 `resample_every_steps` steps during the first `resample_stop_fraction` of training.
 """
 

@@ -1,6 +1,6 @@
 """10 recommender and 10 SAE train steps over a device mesh, in one process or as one of several.
 
-Used by tests/test_multiprocess.py in subprocesses (XLA_FLAGS gives each process its CPU devices):
+Used by tests/core/test_multiprocess.py in subprocesses (XLA_FLAGS gives each process its CPU devices):
 
     python -m tests.helpers.multiprocess_steps --workdir=DIR                       # one process
     python -m tests.helpers.multiprocess_steps --workdir=DIR --coordinator=127.0.0.1:PORT \\

@@ -1,7 +1,7 @@
 """Run 10 SASRec train steps in one compilation mode and print the losses as JSON.
 
-Used by tests/test_training.py in a subprocess, so that XLA_FLAGS can give the CPU N devices
-before jax is imported: `python -m tests.helpers.parallel_losses MODE`.
+Used by tests/core/test_training.py in a subprocess, so that XLA_FLAGS can give the CPU N devices
+before jax is imported: `python -m tests.helpers.parallel_losses MODE [DROPOUT]`.
 """
 
 import json
@@ -37,4 +37,5 @@ def losses(mode: str, steps: int = 10, dropout: float = 0.0) -> list[float]:
 
 
 if __name__ == "__main__":
-  print(json.dumps({"devices": jax.device_count(), "losses": losses(sys.argv[1])}))
+  dropout = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+  print(json.dumps({"devices": jax.device_count(), "losses": losses(sys.argv[1], dropout=dropout)}))

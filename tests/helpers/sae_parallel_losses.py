@@ -1,6 +1,6 @@
 """Run SAE train steps in each compilation mode and print losses and final counters as JSON.
 
-Used by tests/test_sae_training.py in a subprocess, so that XLA_FLAGS can give the CPU 4 devices
+Used by tests/sae/test_sae_training.py in a subprocess, so that XLA_FLAGS can give the CPU 4 devices
 before jax is imported: `python -m tests.helpers.sae_parallel_losses jit pmap mesh` (jit uses one device).
 """
 

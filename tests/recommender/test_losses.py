@@ -72,3 +72,34 @@ def test_sampled_loss_is_finite_and_corrected(inputs):
   assert int(negatives.min()) >= 1  # padding is never sampled
   # Popular ids are drawn more often.
   assert (negatives > V // 2).mean() > 0.6
+
+
+def _naive_sampled(hidden, table, labels, negatives, log_q):
+  """Sampled softmax with the logQ correction, written out row by row in float64."""
+  h = np.asarray(hidden, np.float64).reshape(-1, D)
+  t = np.asarray(table, np.float64)
+  y = np.asarray(labels).reshape(-1)
+  q = np.asarray(log_q, np.float64)
+  neg = np.asarray(negatives)
+  s = len(neg)
+  total = 0.0
+  for row, label in zip(h, y):
+    if label == 0:
+      continue
+    pos = row @ t[label] - np.log(s) - q[label]
+    others = [row @ t[j] - np.log(s) - q[j] for j in neg if j != label and j != 0]
+    total += np.logaddexp.reduce([pos, *others]) - pos
+  return total
+
+
+def test_sampled_log_q_correction_matches_a_direct_computation(inputs):
+  hidden, table, labels = inputs
+  log_q = losses.popularity_log_q(np.arange(V, dtype=np.float32) ** 2)  # strongly skewed
+  negatives = losses.sample_negatives(jax.random.PRNGKey(3), 25, log_q)
+  negatives = negatives.at[:2].set(jnp.asarray(labels)[1, :2])  # two accidental hits
+  total, _ = losses.sampled_softmax_ce(hidden, table, labels, negatives=negatives, log_q=log_q)
+  np.testing.assert_allclose(total, _naive_sampled(hidden, table, labels, negatives, log_q),
+                             rtol=1e-5)
+  # The correction matters: without it the same negatives give another loss.
+  plain, _ = losses.sampled_softmax_ce(hidden, table, labels, negatives=negatives, log_q=None)
+  assert abs(float(plain) - float(total)) > 1e-2 * abs(float(total))
