@@ -26,6 +26,13 @@ expected. Large interaction files (ML-20M: 20M rows) are parsed with whole-colum
 operations on the raw bytes; only when a column fails to convert does a line-by-line pass run,
 to find the offending line.
 
+Measured against the library one would reach for (`python -m benchmarks.csv_parse`, 20,000,263
+rows in the ML-20M format, 2 loaded cores): this tokenizer 9.1 s, pandas' C engine 2.7 s, its
+pyarrow engine 3.8 s. pandas is faster; the tokenizer is kept for now because pandas reports
+neither the file and line of a bad value nor the other cases of `tests/fixtures/bad/` (text in
+a numeric column, non-canonical ids, repeated headers) and is not a dependency. The planned
+change: pandas as the fast path, this module as the diagnostic pass when pandas fails.
+
 Prepared arrays are cached as ``.npz`` under ``<cache_dir>/prepared/``, keyed by a sha256 of the
 source files' bytes and the options, and written atomically (temporary file + ``os.replace``).
 """
