@@ -12,17 +12,9 @@ from tests.helpers import tiny_config as tiny
 
 
 def _config(**sae):
-  c = tiny.get_config()
-  c.train.max_steps = 4
-  c.train.eval_every_steps = 2
-  c.train.num_epochs = 50
-  c.sae.dict_size = 32
-  c.sae.batch_size = 64
-  c.sae.num_epochs = 2
-  c.sae.capture_batch_size = 16
-  c.sae.log_every_steps = 2
+  c = tiny.get_sae_config(**sae)
+  c.train.update(max_steps=4, eval_every_steps=2, num_epochs=50)
   c.steer.strengths = (0.0, 4.0)
-  c.sae.update(sae)
   return c
 
 

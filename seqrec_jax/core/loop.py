@@ -18,11 +18,12 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import jax
 import numpy as np
 from absl import logging
 
 from seqrec_jax.core.metric_writer import MetricWriter
-from seqrec_jax.core.training import Parallel, local_value
+from seqrec_jax.core.training import Parallel, local_copy
 
 
 class Progress(Protocol):
@@ -92,7 +93,8 @@ def train_loop(state, *, step_fn: Callable, parallel: Parallel, next_batch: Call
 
 def check_finite_losses(losses: list, first_step: int) -> None:
   """Raises naming the first step whose loss is not finite (`losses` are device scalars)."""
-  values = np.stack([np.asarray(local_value(x), np.float64).reshape(-1) for x in losses])
+  values = np.asarray(jax.device_get([local_copy(x) for x in losses]), np.float64)
+  values = values.reshape(len(losses), -1)
   bad = np.flatnonzero(~np.isfinite(values).all(-1))
   if bad.size:
     raise FloatingPointError(

@@ -99,16 +99,17 @@ def _check_chain(workdir: pathlib.Path, record: dict, where: pathlib.Path) -> No
     _check_chain(workdir, up, workdir / rel)
 
 
-def _differences(saved: dict, record: dict, ignore: Iterable[str] = ()) -> list[str]:
-  fields = []
+def _differences(saved: dict, record: dict) -> dict[str, str]:
+  """`{setting or "upstream PATH": description}` of what differs between two records."""
+  out = {}
   before, now = saved.get("settings", {}), record["settings"]
   for key in sorted(set(before) | set(now)):
-    if key not in ignore and before.get(key, "<unset>") != now.get(key, "<unset>"):
-      fields.append(f"{key}: {before.get(key, '<unset>')!r} -> {now.get(key, '<unset>')!r}")
+    if before.get(key, "<unset>") != now.get(key, "<unset>"):
+      out[key] = f"{key}: {before.get(key, '<unset>')!r} -> {now.get(key, '<unset>')!r}"
   for rel in sorted(set(saved.get("upstream", {})) | set(record["upstream"])):
     if saved.get("upstream", {}).get(rel) != record["upstream"].get(rel):
-      fields.append(f"upstream {rel} was redone")
-  return fields
+      out[f"upstream {rel}"] = f"upstream {rel} was redone"
+  return out
 
 
 def begin(stage: str, stage_dir: pathlib.Path, workdir: pathlib.Path, settings: dict, *,
@@ -141,12 +142,13 @@ def begin(stage: str, stage_dir: pathlib.Path, workdir: pathlib.Path, settings: 
           f"what they were computed from is unknown; rerun with --config.overwrite=true to "
           f"replace them, or use {other_ways}")
     if saved is not None:
-      differ = _differences(saved, record, ignore=extendable)
-      if differ:
+      differ = _differences(saved, record)
+      blocking = [text for key, text in differ.items() if key not in extendable]
+      if blocking:
         raise StageMismatchError(
-            f"{stage_dir} holds a {stage} run with other settings ({'; '.join(differ)}); rerun "
+            f"{stage_dir} holds a {stage} run with other settings ({'; '.join(blocking)}); rerun "
             f"with --config.overwrite=true to replace it, or use {other_ways}")
-      if not _differences(saved, record):
+      if not differ:
         if saved.get("done") and (stage_dir / results_file).is_file():
           return StageRun(saved, read_json(stage_dir / results_file))
         return StageRun(saved)  # same settings, unfinished: resume

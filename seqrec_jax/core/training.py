@@ -175,12 +175,17 @@ class Parallel:
     return {k: float(local_value(v)) for k, v in metrics.items()}
 
 
-def local_value(x) -> np.ndarray:
-  """This process's copy of a replicated array, read without cross-process communication."""
+def local_copy(x):
+  """This process's copy of a replicated array (still on device), without cross-process
+  communication; other values unchanged."""
   if isinstance(x, jax.Array) and not x.is_fully_addressable:
     if not x.is_fully_replicated:
       raise ValueError(f"array of shape {x.shape} is sharded across processes ({x.sharding}); "
                        "only replicated arrays have a process-local copy")
-    x = x.addressable_data(0)
-  return np.asarray(x)
+    return x.addressable_data(0)
+  return x
 
+
+def local_value(x) -> np.ndarray:
+  """This process's copy of a replicated array as numpy."""
+  return np.asarray(local_copy(x))

@@ -1,8 +1,25 @@
 """Interaction data: containers, one reader per file format, downloads, cache, synthetic data, splits.
 
-Every loader ends in the same arrays (`Interactions`, `ItemAttributes`, see `containers`);
-`load_dataset(name, ...)` picks the reader and the cache. Splits into train / SAE / test users
-are in `splits`.
+`load_dataset(name, ...)` picks the reader and the cache; splits into train / SAE / test users
+are in `splits`. Every loader ends in the same arrays (`Interactions`, `ItemAttributes`, see `containers`):
+
+* Item ids are remapped to 1..V-1 contiguous, 0 is padding. Ids are assigned in the order of
+  the sorted original ids: numeric order when every original id is a canonical integer
+  (``"7"`` but not ``"07"``), byte order of the UTF-8 text otherwise. Users are numbered the
+  same way.
+* Each user's interactions are sorted by timestamp; ties keep file order (stable sort).
+* Users with a single interaction are dropped (the count is logged) *before* items are
+  numbered, so every id 1..V-1 occurs in some sequence.
+* Item attributes are aligned with these ids: an item missing from the attribute file gets an
+  all-False row and its raw id as title; an item that appears only in the attribute file gets no
+  id (MovieLens lists movies nobody rated: they are skipped and counted in the log; in a generic
+  CSV this is an error unless ``unknown_attribute_items="skip"``).
+* Timestamps are int64 seconds. Integer, decimal (``881250949.0``) and ISO date-time
+  (``2019-02-20 13:24:11``) columns are accepted; decimals are floored when stored but sort
+  with their full precision.
+
+Attribute files are small and read with the `csv` module, so their fields may be quoted (ML-20M
+titles hold commas).
 """
 
 from seqrec_jax.data.containers import (PAD_TOKEN, Dataset, Interactions, ItemAttributes,

@@ -1,40 +1,17 @@
-"""Interaction data: MovieLens-100k/1M/20M, generic CSV (e.g. Music4All), synthetic; cached.
-
-Every loader ends in the same arrays (`Interactions`, `ItemAttributes`):
-
-* Item ids are remapped to 1..V-1 contiguous, 0 is padding. Ids are assigned in the order of
-  the sorted original ids: numeric order when every original id is a canonical integer
-  (``"7"`` but not ``"07"``), byte order of the UTF-8 text otherwise. Users are numbered the
-  same way.
-* Each user's interactions are sorted by timestamp; ties keep file order (stable sort).
-* Users with a single interaction are dropped (the count is logged) *before* items are
-  numbered, so every id 1..V-1 occurs in some sequence.
-* Item attributes are aligned with these ids: an item missing from the attribute file gets an
-  all-False row and its raw id as title; an item that appears only in the attribute file gets no
-  id (MovieLens lists movies nobody rated: they are skipped and counted in the log; in a generic
-  CSV this is an error unless ``unknown_attribute_items="skip"``).
-* Timestamps are int64 seconds. Integer, decimal (``881250949.0``) and ISO date-time
-  (``2019-02-20 13:24:11``) columns are accepted; decimals are floored when stored but sort
-  with their full precision.
+"""Byte-level reader of delimited interaction files, with FILE:LINE errors.
 
 Interaction files are plain delimited text: one interaction per line, no quoted fields, blank
-lines ignored, a UTF-8 byte order mark and CRLF line ends tolerated. Attribute files are small
-and read with the `csv` module, so their fields may be quoted (ML-20M titles hold commas).
+lines ignored, a UTF-8 byte order mark and CRLF line ends tolerated. Bad input raises
+`seqrec_jax.core.errors.DataError` naming the file, the 1-based line and what was expected.
+Large files (ML-20M: 20M rows) are parsed with whole-column NumPy operations on the raw bytes;
+only when a column fails to convert does a line-by-line pass run, to find the offending line.
 
-Bad input raises `seqrec_jax.core.errors.DataError` naming the file, the 1-based line and what was
-expected. Large interaction files (ML-20M: 20M rows) are parsed with whole-column NumPy
-operations on the raw bytes; only when a column fails to convert does a line-by-line pass run,
-to find the offending line.
-
-Measured against the library one would reach for (`python -m benchmarks.csv_parse`, 20,000,263
-rows in the ML-20M format, 2 loaded cores): this tokenizer 9.1 s, pandas' C engine 2.7 s, its
-pyarrow engine 3.8 s. pandas is faster; the tokenizer is kept for now because pandas reports
-neither the file and line of a bad value nor the other cases of `tests/fixtures/bad/` (text in
-a numeric column, non-canonical ids, repeated headers) and is not a dependency. The planned
-change: pandas as the fast path, this module as the diagnostic pass when pandas fails.
-
-Prepared arrays are cached as ``.npz`` under ``<cache_dir>/prepared/``, keyed by a sha256 of the
-source files' bytes and the options, and written atomically (temporary file + ``os.replace``).
+Measured against pandas (`python -m benchmarks.csv_parse`, 20,000,263 rows in the ML-20M format,
+2 loaded cores): this tokenizer 9.1 s, pandas' C engine 2.7 s, its pyarrow engine 3.8 s. It is
+kept for now because pandas reports neither the file and line of a bad value nor the other cases
+of `tests/fixtures/bad/` (text in a numeric column, non-canonical ids, repeated headers) and is
+not a dependency; the planned change is pandas as the fast path and this module as the
+diagnostic pass when pandas fails.
 """
 
 from __future__ import annotations

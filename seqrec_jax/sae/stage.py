@@ -112,10 +112,7 @@ class _Data:
   acts: acts_lib.Activations
   train_rows: np.ndarray
   val_rows: np.ndarray
-
-  @property
-  def val_values(self) -> np.ndarray:
-    return np.asarray(self.acts.values[self.val_rows], np.float32)
+  val_values: np.ndarray  # [len(val_rows), d] float32, read once
 
 
 def train_sae(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
@@ -169,7 +166,7 @@ def _capture_training_data(config, rec_params, model_cfg, split, layer, out_dir)
   logging.info("train_sae: %s activations of %d SAE users in %.1fs: %d train, %d validation",
                layer, len(np.unique(acts.users)), time.perf_counter() - t0, len(train_rows),
                len(val_rows))
-  return _Data(acts, train_rows, val_rows)
+  return _Data(acts, train_rows, val_rows, np.asarray(acts.values[val_rows], np.float32))
 
 
 def _train(config, cfg: sae.SAEConfig, variables, norm, data: _Data, out_dir, settings):

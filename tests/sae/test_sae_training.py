@@ -23,20 +23,7 @@ RESULT_KEYS = {"variant", "layer", "dict_size", "explained_variance", "mse", "l0
                "dense_fraction", "original", "spliced", "zero_ablated", "train_seconds"}
 
 
-def tiny_config(**sae_fields):
-  c = tiny.get_config()
-  c.train.num_epochs = 1
-  c.train.max_steps = 2  # the SAE stage needs a recommender, not a good one
-  c.sae.dict_size = 32
-  c.sae.batch_size = 64
-  c.sae.num_epochs = 4
-  c.sae.warmup_steps = 2
-  c.sae.eval_every_steps = 3
-  c.sae.log_every_steps = 2
-  c.sae.capture_batch_size = 16
-  c.sae.l1_coeff = 0.05
-  c.sae.update(sae_fields)
-  return c
+tiny_config = tiny.get_sae_config
 
 
 @pytest.fixture(scope="module")
