@@ -87,8 +87,12 @@ def get_config() -> ml_collections.ConfigDict:
   
   c.interpret = ml_collections.ConfigDict()
   c.interpret.label_position = "item"  # item (the paper: the item at the position) | next_item
-  c.interpret.min_auc = 0.9  # a latent is monosemantic if its best attribute has AUC >= this ...
+  c.interpret.min_label_corr = 0.1  # a latent is labelled with its best-correlated attribute if
+  # that correlation is >= this (else it stays unlabelled)
+  c.interpret.min_auc = 0.9  # a labelled latent is monosemantic if its label has AUC >= this ...
   c.interpret.min_precision = 0.5  # ... and P(attribute | latent fired) >= this
+  c.interpret.selection_users = 2000  # at most this many SAE users choose the best features
+  c.interpret.num_bootstrap = 1000  # user-bootstrap replicates for the 95 % intervals
   c.interpret.top_k = 10  # top items and sequences kept per latent
 
   c.steer = ml_collections.ConfigDict()
@@ -98,5 +102,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.steer.strengths = (-32.0, -16.0, -8.0, -4.0, 0.0, 4.0, 8.0, 16.0, 32.0)  # typical activations
   c.steer.moderate = 8.0  # the strengths the README table reports as moderate ...
   c.steer.strong = 32.0  # ... and strong
-  c.steer.min_auc = 0.0  # sweep attributes whose best latent has at least this AUC
+  c.steer.min_auc = 0.0  # (first version; unused by the effect-chosen controls)
+  c.steer.selection_users = 1024  # at most this many SAE users choose each attribute's control
+  c.steer.num_candidates = 5  # latents per attribute swept, ranked by logit effect (+ AUC, corr)
+  c.steer.min_ndcg_ratio = 0.8  # a control's gain counts where NDCG@10 keeps this share
+  c.steer.direction_strengths = (-8.0, -4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0, 8.0)  # std units
+  c.steer.rerank_strengths = (-4.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 4.0)  # score stds
+  c.steer.composites = ("kids mode=Children's:+1,Animation:+1,Horror:-1,Thriller:-1;"
+                        "no Horror=Horror:-1")  # NAME=ATTR:±w,...; attributes absent are dropped
+  c.steer.composite_strengths = (0.0, 4.0, 8.0, 16.0, 32.0)  # x each part's weight
   return c

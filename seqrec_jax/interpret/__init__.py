@@ -4,5 +4,6 @@
 attribute, labels, top examples), `report` (the HTML report), `stage` (the `interpret` stage).
 """
 
-from seqrec_jax.interpret.selection import best_per_attribute, label_latents, top_examples
+from seqrec_jax.interpret.selection import (best_per_attribute, label_counts, label_latents,
+                                            top_examples)
 from seqrec_jax.interpret.statistics import attribute_statistics, neuron_statistics

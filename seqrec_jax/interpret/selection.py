@@ -51,34 +51,47 @@ def best_per_attribute(latent_stats: Mapping[str, np.ndarray], neuron_stats: Map
 
 
 def label_latents(latent_stats: Mapping[str, np.ndarray], attribute_names: Sequence[str], *,
-                  min_auc: float = 0.9, min_precision: float = 0.5) -> dict[int, dict]:
-  """Each latent that ever fires, labelled with its best attribute by AUC.
+                  min_corr: float = 0.1, min_auc: float = 0.9,
+                  min_precision: float = 0.5) -> dict[int, dict]:
+  """Each latent that an attribute explains, labelled with that attribute.
 
-  A latent is `monosemantic` when its best attribute has AUC >= `min_auc` (the latent ranks nearly
-  all positions of the attribute above the others: with mostly-zero activations this needs it to
-  fire on most of them) and precision >= `min_precision` (when it fires, the attribute is present
-  more often than not). A latent for a narrower concept (one franchise within a genre) has high
-  precision but low AUC for the genre, so it is not counted: the rule finds attribute detectors.
+  The label is the attribute with the highest Pearson correlation with the latent's activation.
+  Correlation weighs precision and coverage against the attribute's base rate: neither a rare
+  attribute the latent happens to rank well (labelling by AUC put 108 of 512 MovieLens-100k
+  latents on Documentary, 0.5 % of positions) nor a common one it fires on by chance (F1 favours
+  Drama, 40 % of positions) wins. A latent whose best correlation is below `min_corr` stays
+  unlabelled. A labelled latent is `monosemantic` when its label also has AUC >= `min_auc` and
+  precision >= `min_precision`: it detects that attribute nearly everywhere and fires mostly on it.
 
   Returns:
-    `{latent: {"attribute": name, "auc": float, "precision": float, "monosemantic": bool}}` for
-    latents with `fire_rate > 0` and at least one defined AUC, in latent order.
+    `{latent: {"attribute", "corr", "f1", "auc", "precision", "monosemantic"}}` for labelled
+    latents (`fire_rate > 0`, best correlation >= `min_corr`), in latent order.
   """
-  auc = np.asarray(latent_stats["auc"], np.float64)
-  if auc.shape[1] != len(attribute_names):
-    raise ValueError(f"{len(attribute_names)} attribute names for {auc.shape[1]} attributes")
-  scored = np.where(np.isnan(auc), -np.inf, auc)
-  best = scored.argmax(axis=1)
-  rows = np.arange(len(auc))
-  best_auc = auc[rows, best]
-  best_precision = np.asarray(latent_stats["precision"])[rows, best]
-  monosemantic = (best_auc >= min_auc) & (best_precision >= min_precision)
-  keep = np.flatnonzero((np.asarray(latent_stats["fire_rate"]) > 0) & np.isfinite(best_auc))
+  corr = np.nan_to_num(np.asarray(latent_stats["corr"], np.float64), nan=-np.inf)
+  if corr.shape[1] != len(attribute_names):
+    raise ValueError(f"{len(attribute_names)} attribute names for {corr.shape[1]} attributes")
+  best = corr.argmax(axis=1)
+  rows = np.arange(len(corr))
+  best_corr = corr[rows, best]
+  auc = np.asarray(latent_stats["auc"], np.float64)[rows, best]
+  precision = np.asarray(latent_stats["precision"], np.float64)[rows, best]
+  f1 = np.asarray(latent_stats["f1"], np.float64)[rows, best]
+  monosemantic = (auc >= min_auc) & (precision >= min_precision)
+  keep = np.flatnonzero((np.asarray(latent_stats["fire_rate"]) > 0) & (best_corr >= min_corr))
   return {
-      int(j): {"attribute": attribute_names[best[j]], "auc": float(best_auc[j]),
-               "precision": float(best_precision[j]), "monosemantic": bool(monosemantic[j])}
+      int(j): {"attribute": attribute_names[best[j]], "corr": float(best_corr[j]),
+               "f1": float(f1[j]), "auc": _python_number(auc[j]), "precision": float(precision[j]),
+               "monosemantic": bool(monosemantic[j])}
       for j in keep
   }
+
+
+def label_counts(labels: Mapping[int, Mapping], attribute_names: Sequence[str]) -> dict[str, int]:
+  """How many latents each attribute labels (every attribute listed, 0 included)."""
+  counts = dict.fromkeys(attribute_names, 0)
+  for label in labels.values():
+    counts[label["attribute"]] += 1
+  return counts
 
 
 def top_examples(values, item_ids, user_ids, positions, *, k: int = 10,

@@ -28,11 +28,14 @@ from seqrec_jax.recommender import stage as recommender_stage
 from seqrec_jax.interpret import report
 from seqrec_jax.sae import evaluation as sae_evaluation
 from seqrec_jax.core import distributed, stage_record
-from seqrec_jax.core.files import write_atomic
+from seqrec_jax.core.files import write_atomic, write_json
 from seqrec_jax.data.containers import item_text
+from seqrec_jax.data.splits import EvalSet, make_sequences
+from seqrec_jax.interpret import effects, heldout
+from seqrec_jax.recommender import input_pipeline
 
 LABEL_POSITIONS = ("item", "next_item")
-_OUTPUTS = ("results.json", "statistics.npz", "report.html")
+_OUTPUTS = ("results.json", "statistics.npz", "dashboards.json", "report.html")
 
 
 def position_labels(dataset, acts: acts_lib.Activations, label_position: str):
@@ -57,12 +60,10 @@ def typical_activation(latents: np.ndarray) -> np.ndarray:
 def _top_examples_json(dataset, acts, top, labels_by_latent, history: int = 5) -> dict:
   out = {}
   for latent in labels_by_latent:
-    items = [int(i) for i in top["top_items"][latent] if i > 0]
-    rows = [int(r) for r in top["top_rows"][latent] if r >= 0]
     out[str(latent)] = {
-        "items": [{"item": i, "title": item_text(dataset, i)[0],
-                   "attributes": item_text(dataset, i)[1]} for i in items],
-        "sequences": [_sequence_example(dataset, acts, r, history) for r in rows],
+        "items": [_item_json(dataset, int(i)) for i in top["top_items"][latent] if i > 0],
+        "sequences": [_sequence_example(dataset, acts, int(r), history)
+                      for r in top["top_rows"][latent] if r >= 0],
     }
   return out
 
@@ -74,6 +75,33 @@ def _sequence_example(dataset, acts, row: int, history: int) -> dict:
   return {"user": str(dataset.interactions.user_ids[acts.users[row]]),
           "position": int(acts.positions[row]),
           "items": [str(dataset.attributes.titles[i]) for i in items]}
+
+
+def selection_sequences(split, max_users: int, seed: int):
+  """The users features are chosen on: the SAE users (temporal), or every user's history without
+  its last two items (leave-one-out: the validation and test targets are never read); at most
+  `max_users` of them, drawn with `seed`."""
+  seqs = split.sae
+  if max_users and len(seqs) > max_users:
+    keep = np.sort(np.random.default_rng(seed).choice(len(seqs), max_users, replace=False))
+    seqs = make_sequences([seqs[i] for i in keep], seqs.users[keep])
+  return seqs
+
+
+def _labelled_activations(params, model_cfg, dataset, seqs, layer, label_position, batch_size):
+  acts = acts_lib.capture_activations(params, model_cfg, seqs, layer, batch_size=batch_size)
+  labels, keep = position_labels(dataset, acts, label_position)
+  if not keep.all():
+    acts = acts.subset(np.flatnonzero(keep))
+    labels = labels[keep]
+  return acts, labels
+
+
+def _signed_thresholds(hidden: np.ndarray, fire_z: float = 1.0) -> np.ndarray:
+  """`[2d]` firing thresholds of +x and -x (as `neuron_statistics`), from these positions."""
+  mean = hidden.mean(0, dtype=np.float64)
+  std = hidden.std(0, dtype=np.float64)
+  return np.concatenate([mean + fire_z * std, -mean + fire_z * std])
 
 
 def run(config, workdir: str | pathlib.Path) -> dict:
@@ -93,40 +121,64 @@ def run(config, workdir: str | pathlib.Path) -> dict:
     raise ValueError(f"dataset {dataset.name} has no item attributes to interpret latents with")
   trained = sae_trained.load_sae(workdir, config.sae.subdir)
   layer = sae_trained.sae_layer(workdir, config.sae.subdir)
-  label_position = config.interpret.label_position
+  cfg = config.interpret
+  batch_size = rec_config.eval.batch_size
 
-  acts = acts_lib.capture_activations(params, model_cfg, split.test_sequences, layer,
-                                      batch_size=rec_config.eval.batch_size)
-  labels, keep = position_labels(dataset, acts, label_position)
-  if not keep.all():
-    acts = acts.subset(np.flatnonzero(keep))
-    labels = labels[keep]
+  acts, labels = _labelled_activations(params, model_cfg, dataset, split.test_sequences, layer,
+                                       cfg.label_position, batch_size)
   latents = sae_evaluation.latents(trained, acts)
   values = np.asarray(acts.values, np.float32)
-  logging.info("interpret: %d positions, %d latents, %d dimensions, %d attributes",
+  logging.info("interpret: %d test positions, %d latents, %d dimensions, %d attributes",
                len(acts), latents.shape[1], values.shape[1], labels.shape[1])
-
   latent_stats = interpret.attribute_statistics(latents, labels)
   neuron_stats = interpret.neuron_statistics(values, labels)
   names = list(dataset.attributes.names)
   per_attribute = interpret.best_per_attribute(latent_stats, neuron_stats, names)
-  latent_labels = interpret.label_latents(latent_stats, names,
-                                          min_auc=config.interpret.min_auc,
-                                          min_precision=config.interpret.min_precision)
-  top = interpret.top_examples(latents, acts.items, acts.users, acts.positions,
-                               k=config.interpret.top_k)
-  typical = typical_activation(latents)
+  latent_labels = interpret.label_latents(latent_stats, names, min_corr=cfg.min_label_corr,
+                                          min_auc=cfg.min_auc, min_precision=cfg.min_precision)
+  top = interpret.top_examples(latents, acts.items, acts.users, acts.positions, k=cfg.top_k)
+
+  # Choose on the selection users, measure on the test users.
+  sel_seqs = selection_sequences(split, cfg.selection_users, config.seed)
+  sel_acts, sel_labels = _labelled_activations(params, model_cfg, dataset, sel_seqs, layer,
+                                               cfg.label_position, batch_size)
+  sel_values = np.asarray(sel_acts.values, np.float32)
+  sel_latents = sae_evaluation.latents(trained, sel_acts)
+  sel_latent_stats = interpret.attribute_statistics(sel_latents, sel_labels)
+  # Steering's unit comes from the selection users too, so that no control depends on test users.
+  typical = typical_activation(sel_latents)
+  sel_neuron_stats = interpret.neuron_statistics(sel_values, sel_labels)
+  compared = heldout.compare(
+      latent_selection=sel_latent_stats, neuron_selection=sel_neuron_stats, latents=latents,
+      hidden=values, labels=labels, users=acts.users, attribute_names=names,
+      neuron_thresholds=_signed_thresholds(sel_values), num_samples=cfg.num_bootstrap,
+      seed=config.seed)
+  latent_mono = heldout.monosemanticity(latent_stats["corr"])
+  neuron_mono = heldout.monosemanticity(neuron_stats["corr"])
+
+  # What each latent's decoder direction promotes, measured on the selection users.
+  sel_eval = input_pipeline.make_eval_arrays(
+      _eval_set_of(sel_seqs), kind=model_cfg.kind, max_len=model_cfg.max_len,
+      batch_size=batch_size, mask_token=model_cfg.mask_token)
+  directions = effects.decoder_directions_raw(trained, typical)
+  logit_effect = effects.logit_effect(params, model_cfg, sel_eval.input_ids, sel_eval.valid,
+                                      layer, directions, batch_size=batch_size)
+  attribute_effect = effects.attribute_effect(logit_effect, dataset.attributes.multi_hot)
 
   arrays = {f"latent_{k}": v for k, v in latent_stats.items()}
   arrays.update({f"neuron_{k}": np.asarray(v) for k, v in neuron_stats.items()})
-  arrays["typical_activation"] = typical
-  arrays["attribute_names"] = np.asarray(names)
+  arrays.update({f"selection_latent_{k}": v for k, v in sel_latent_stats.items()})
+  arrays.update({f"selection_neuron_{k}": np.asarray(v) for k, v in sel_neuron_stats.items()})
+  arrays.update(typical_activation=typical, attribute_names=np.asarray(names),
+                latent_monosemanticity=latent_mono, neuron_monosemanticity=neuron_mono,
+                logit_attribute_effect=attribute_effect.astype(np.float32),
+                logit_effect=logit_effect.astype(np.float16))
   if distributed.is_main_process():
     write_atomic(out_dir / "statistics.npz", lambda f: np.savez(f, **arrays))
 
   labelled = {int(j): v for j, v in latent_labels.items()}
   results = {
-      "label_position": label_position,
+      "label_position": cfg.label_position,
       "num_positions": int(len(acts)),
       "layer": layer,
       "dict_size": int(latents.shape[1]),
@@ -134,17 +186,81 @@ def run(config, workdir: str | pathlib.Path) -> dict:
       "mean": per_attribute["mean"],
       "num_labelled": len(labelled),
       "num_monosemantic": int(sum(bool(v.get("monosemantic")) for v in labelled.values())),
+      "label_counts": interpret.label_counts(labelled, names),
       "labels": {str(j): v for j, v in labelled.items()},
       "top_examples": _top_examples_json(dataset, acts, top, labelled),
+      "heldout": {"selection_users": int(len(sel_seqs)), "selection_positions": int(len(sel_acts)),
+                  "test_users": int(len(np.unique(acts.users))), **compared},
+      "monosemanticity": {"latent": heldout.distribution(latent_mono[latent_stats["fire_rate"] > 0]),
+                          "dimension": heldout.distribution(neuron_mono)},
   }
+  dashboards = latent_dashboards(dataset, latents, latent_stats, latent_labels, latent_mono, top,
+                                 acts, logit_effect, attribute_effect, names)
+  if distributed.is_main_process():
+    write_json(out_dir / "dashboards.json", dashboards)
   stage_record.finish(out_dir, run, results)
   if distributed.is_main_process():
     write_interpret_report(workdir)
-  m = results["mean"]
-  logging.info("interpret: mean best AUC latents %.3f vs dimensions %.3f; corr %.3f vs %.3f",
-               m.get("latent_auc", float("nan")), m.get("neuron_auc", float("nan")),
-               m.get("latent_corr", float("nan")), m.get("neuron_corr", float("nan")))
+  _log_summary(results)
   return results
+
+
+def _eval_set_of(seqs):
+  # Scores are read after each whole sequence; the target is never used.
+  return EvalSet(seqs, np.zeros(len(seqs), np.int32))
+
+
+def _log_summary(results: dict) -> None:
+  mean = results["heldout"]["mean"]
+  for statistic in ("auc", "corr", "f1"):
+    if statistic in mean["latent"]:
+      lat, dim, diff = (mean[f][statistic] for f in ("latent", "dimension", "difference"))
+      logging.info("interpret (chosen on %d SAE users, measured on %d test users): mean best %s "
+                   "latents %.3f [%.3f, %.3f] vs dimensions %.3f [%.3f, %.3f]; difference %.3f "
+                   "[%.3f, %.3f]", results["heldout"]["selection_users"],
+                   results["heldout"]["test_users"], statistic, lat["value"], *lat["ci"],
+                   dim["value"], *dim["ci"], diff["value"], *diff["ci"])
+  logging.info("interpret: %d of %d latents labelled (correlation >= threshold), %d monosemantic",
+               results["num_labelled"], results["dict_size"], results["num_monosemantic"])
+
+
+def latent_dashboards(dataset, latents, stats, labels, mono, top, acts, logit_effect,
+                      attribute_effect, names, *, num_bins: int = 20, history: int = 5) -> dict:
+  """Per latent: label, firing rate, monosemanticity, top items and sequences, a histogram of its
+  positive activations, and its logit effect (the items and attributes it promotes)."""
+  out = []
+  for j in range(latents.shape[1]):
+    column = latents[:, j]
+    positive = column[column > 0]
+    counts, edges = np.histogram(positive, bins=num_bins) if len(positive) else ([], [])
+    promoted = np.argsort(-logit_effect[j, 1:])[:10] + 1
+    by_effect = np.argsort(-np.nan_to_num(attribute_effect[j], nan=-np.inf))
+    label = labels.get(j)
+    out.append({
+        "latent": j,
+        "label": label["attribute"] if label else None,
+        "label_corr": label["corr"] if label else None,
+        "fire_rate": float(stats["fire_rate"][j]),
+        "monosemanticity": None if np.isnan(mono[j]) else float(mono[j]),
+        "best_auc_attribute": (names[int(np.nanargmax(stats["auc"][j]))]
+                               if np.isfinite(stats["auc"][j]).any() else None),
+        "histogram": {"edges": [float(x) for x in edges], "counts": [int(c) for c in counts]},
+        "top_items": [_item_json(dataset, int(i)) for i in top["top_items"][j] if i > 0],
+        "top_sequences": [_sequence_example(dataset, acts, int(r), history)
+                          for r in top["top_rows"][j] if r >= 0],
+        "logit_effect": {
+            "items": [{**_item_json(dataset, int(i)), "effect": float(logit_effect[j, i])}
+                      for i in promoted],
+            "attributes": [{"attribute": names[g], "effect": float(attribute_effect[j, g])}
+                           for g in by_effect[:5] if np.isfinite(attribute_effect[j, g])],
+        },
+    })
+  return {"num_latents": int(latents.shape[1]), "latents": out}
+
+
+def _item_json(dataset, item: int) -> dict:
+  title, attributes = item_text(dataset, item)
+  return {"item": item, "title": title, "attributes": attributes}
 
 
 def write_interpret_report(workdir: str | pathlib.Path, extra_figures=None) -> pathlib.Path:

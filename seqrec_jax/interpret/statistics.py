@@ -64,8 +64,8 @@ def attribute_statistics(values, labels, *, fire_threshold=0.0) -> dict[str, np.
     fire_threshold: scalar or `[M]`; a column fires where `value > fire_threshold`.
 
   Returns:
-    `auc`, `corr`, `precision`, `frac_fired`, `mean_act`: `[M, G]` float64 (see the module
-    docstring), and `fire_rate`: `[M]` float64, the fraction of positions where the column fires.
+    `auc`, `corr`, `precision`, `frac_fired`, `f1`, `mean_act`: `[M, G]` float64 (see the module
+    docstring; f1 is that of "fired" against the attribute), and `fire_rate`: `[M]` float64, the fraction of positions where the column fires.
   """
   values = _as_float32(values)
   labels = _as_labels(labels, len(values))
@@ -327,12 +327,11 @@ def _statistics_from_sums(sums: Mapping[str, np.ndarray], label_count: np.ndarra
 
 def _firing_statistics(fired_with_label: np.ndarray, fired_count: np.ndarray,
                        label_count: np.ndarray, num_rows: int) -> dict[str, np.ndarray]:
-  """`[M, G]` precision and frac_fired and `[M]` fire_rate from firing counts."""
-  return {
-      "precision": _divide(fired_with_label, fired_count[:, None]),
-      "frac_fired": _divide(fired_with_label, label_count[None, :]),
-      "fire_rate": fired_count / num_rows,
-  }
+  """`[M, G]` precision, frac_fired and their F1, and `[M]` fire_rate from firing counts."""
+  precision = _divide(fired_with_label, fired_count[:, None])
+  frac_fired = _divide(fired_with_label, label_count[None, :])
+  return {"precision": precision, "frac_fired": frac_fired,
+          "f1": f1_score(precision, frac_fired), "fire_rate": fired_count / num_rows}
 
 
 def _fired_below_counts(values: np.ndarray, labels: np.ndarray,
@@ -354,3 +353,10 @@ def _divide(numerator, denominator) -> np.ndarray:
   numerator, denominator = np.broadcast_arrays(np.asarray(numerator, np.float64),
                                                np.asarray(denominator, np.float64))
   return np.divide(numerator, denominator, out=np.zeros(numerator.shape), where=denominator != 0)
+
+
+def f1_score(precision, frac_fired) -> np.ndarray:
+  """F1 of "fired" against the attribute from precision and coverage (0 where both are 0)."""
+  precision = np.asarray(precision, np.float64)
+  frac_fired = np.asarray(frac_fired, np.float64)
+  return _divide(2 * precision * frac_fired, precision + frac_fired)

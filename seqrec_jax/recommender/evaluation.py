@@ -17,8 +17,10 @@ from seqrec_jax.recommender.model import ModelConfig, SequentialRecommender, mak
 
 @functools.partial(jax.jit, static_argnames=("model_cfg", "k", "filter_seen"))
 def _eval_batch(params, batch, *, model_cfg: ModelConfig, k: int, filter_seen: bool,
-                edit: hooks.LayerEdit | None = None):
+                edit: hooks.LayerEdit | None = None, score_bias: jax.Array | None = None):
   scores = scores_last(params, batch["input_ids"], model_cfg, edit=edit)
+  if score_bias is not None:  # re-ranking: `[V]` added to every user's scores
+    scores = scores + score_bias
   if filter_seen:
     scores = metrics.mask_seen(scores, batch["seen"])
   top = metrics.top_k_items(scores, k)
@@ -39,16 +41,17 @@ def scores_last(params, input_ids: jax.Array, model_cfg: ModelConfig,
 def evaluate(
     params, model_cfg: ModelConfig, eval_arrays: input_pipeline.EvalArrays, *, batch_size: int,
     k: int = 10, filter_seen: bool = True, edit: hooks.LayerEdit | None = None,
-    list_features: metrics.ListFeatures | None = None,
+    score_bias=None, list_features: metrics.ListFeatures | None = None,
 ) -> dict[str, float]:
   """NDCG@k, HR@k, MRR@k and Coverage@k over all users (padding rows masked, none dropped).
 
   `edit` (optional) rewrites one layer's output during the forward pass (see `hooks`);
+  `score_bias` (optional, `[V]`) is added to every user's scores before ranking (re-ranking);
   `list_features` (optional) adds novelty, intra-list diversity and attribute shares.
   """
   acc = metrics.RankingAccumulator(model_cfg.num_items, k, list_features)
   for batch in eval_arrays.batches(batch_size):
     per_user, top = _eval_batch(params, batch, model_cfg=model_cfg, k=k, filter_seen=filter_seen,
-                                edit=edit)
+                                edit=edit, score_bias=score_bias)
     acc.add(jax.device_get(per_user), jax.device_get(top), batch["valid"])
   return acc.result()

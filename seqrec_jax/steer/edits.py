@@ -2,7 +2,7 @@
 
 An edit list is three arrays (`Edits`): latent ids, modes (set / add / scale) and values, so a
 sweep over strengths reuses one compiled forward pass. Values of `set` and `add` are in units of
-the latent's *typical activation* (its mean where it fires on the test positions): `add 2.0` adds
+the latent's *typical activation* (its mean where it fires on the selection (SAE) users' positions): `add 2.0` adds
 twice what the latent usually carries when it is on, whatever its scale; `scale` multiplies.
 Edited values are not clipped at 0: with the error-preserving form an edit moves h linearly along
 the latent's decoder direction, and a negative value ("no horror") pushes h away from it, which
@@ -131,15 +131,24 @@ def parse_edit(text: str) -> tuple[str, float]:
     raise DataError(f"edit {text!r}: {value!r} is not a number") from None
 
 
-def resolve_edits(texts, attribute_latents: dict[str, int], mode: str = "add") -> list[tuple[int, str, float]]:
-  """Edits named by attribute (through the latent labels) or by latent (`#123`)."""
+def resolve_edits(texts, controls, mode: str = "add") -> list[tuple[int, str, float]]:
+  """Edits named by attribute (through its control) or by latent (`#123`).
+
+  `controls` maps an attribute name to its latent (int) or to `{"promote": Control, "suppress":
+  Control}` (`steer.stage.attribute_controls`): a positive value uses the promoting control, a
+  negative one the suppressing control, each latent edited by value x its weight.
+  """
   edits = []
   for text in texts:
     name, value = parse_edit(text)
     if name.startswith("#") and name[1:].isdigit():
       edits.append((int(name[1:]), mode, value))
-    elif name in attribute_latents:
-      edits.append((attribute_latents[name], mode, value))
+    elif name in controls:
+      control = controls[name]
+      if isinstance(control, dict):
+        edits += control["suppress" if value < 0 else "promote"].edits(value, mode)
+      else:
+        edits.append((int(control), mode, value))
     else:
-      raise close_matches_error("attribute", name, attribute_latents)
+      raise close_matches_error("attribute", name, controls)
   return edits

@@ -9,12 +9,12 @@ from seqrec_jax.recommender import input_pipeline
 from seqrec_jax.interpret import stage as interpret_stage
 from seqrec_jax.recommender import evaluation
 from seqrec_jax.steer import edits as steering
-from seqrec_jax.steer.stage import load_steering_context, attribute_latents
+from seqrec_jax.steer.stage import attribute_controls, load_steering_context
 
 
 def recommend(config, workdir, user: str, edit_texts, *, k: int = 10, recent: int = 10) -> str:
   """The user's recent items and top-k before and after the edits, as printable text."""
-  (rec_config, dataset, split, model_cfg, params, interpreted, typical, trained,
+  (rec_config, dataset, split, model_cfg, params, _, typical, trained,
    layer) = load_steering_context(config, workdir)
   inter = dataset.interactions
   user_ids = [str(u) for u in inter.user_ids]
@@ -22,7 +22,7 @@ def recommend(config, workdir, user: str, edit_texts, *, k: int = 10, recent: in
     raise steering.close_matches_error("user", str(user), user_ids)
   row = user_ids.index(str(user))
   history = inter.sequence(row)
-  edits = steering.resolve_edits(edit_texts, attribute_latents(interpreted), config.steer.mode)
+  edits = steering.resolve_edits(edit_texts, attribute_controls(workdir), config.steer.mode)
   evalset_like = _single_user_eval(history)
   arrays = input_pipeline.make_eval_arrays(evalset_like, kind=model_cfg.kind,
                                            max_len=model_cfg.max_len, batch_size=1,

@@ -123,14 +123,34 @@ def test_planted_latent_is_found_and_labelled_monosemantic():
 
   labelled = interpret.label_latents(latent, names)
   assert labelled[9] == {"attribute": "y", "auc": pytest.approx(latent["auc"][9, 2]),
-                         "precision": pytest.approx(1.0), "monosemantic": True}
+                         "precision": pytest.approx(1.0), "corr": pytest.approx(latent["corr"][9, 2]),
+                         "f1": pytest.approx(1.0), "monosemantic": True}
   assert sum(label["monosemantic"] for label in labelled.values()) == 1
+  # Latents firing at random on 3 % of positions explain no attribute: they stay unlabelled.
+  assert set(labelled) == {9}
+  counts = interpret.label_counts(labelled, names)
+  assert counts == {"w": 0, "x": 0, "y": 1, "z": 0}
+
+
+def test_labels_weigh_coverage_so_a_rare_attribute_does_not_win_by_auc():
+  rng = np.random.default_rng(8)
+  num_rows = 20000
+  common = rng.random(num_rows) < 0.3
+  rare = common & (rng.random(num_rows) < 0.02)  # ~0.6 % of positions, all within `common`
+  fires = rare | (common & (rng.random(num_rows) < 0.6))
+  values = np.where(fires, 1.0 + rng.random(num_rows), 0.0).astype(np.float32)[:, None]
+  labels = np.stack([common, rare], axis=1)
+  stats = interpret.attribute_statistics(values, labels)
+  assert stats["auc"][0, 1] > stats["auc"][0, 0]  # by AUC alone the rare attribute would win
+  labelled = interpret.label_latents(stats, ["common", "rare"])
+  assert labelled[0]["attribute"] == "common"
+  assert labelled[0]["f1"] == pytest.approx(2 * 0.6 / 1.6, abs=0.02)
 
 
 def test_label_latents_skips_latents_that_never_fire():
   values, labels = _sae_like(2)
   labelled = interpret.label_latents(interpret.attribute_statistics(values, labels),
-                                     [f"a{g}" for g in range(labels.shape[1])])
+                                     [f"a{g}" for g in range(labels.shape[1])], min_corr=-1.0)
   assert 1 not in labelled and 0 in labelled and 4 in labelled
 
 

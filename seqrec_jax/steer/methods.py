@@ -1,0 +1,125 @@
+"""Ways to steer toward (or away from) an attribute, each a function of one strength.
+
+A `Steer` is what `recommender.evaluate` needs for one setting: a layer edit and/or a score bias.
+The methods compared by the `steer` stage:
+
+* `sae_effect` (default): the SAE control chosen by its measured effect (`controls`), edited
+  with the error-preserving form h + decode(f') - decode(f). Strength: typical activations.
+* `sae_auc`: the attribute's best latent by ROC AUC (the first version's choice), same edit.
+* `sae_replace`: the `sae_effect` control with the paper's form h' = decode(f') (the
+  reconstruction replaces h; at strength 0 this is the spliced-in SAE, not the baseline).
+* `dimension`: add strength x std to the attribute's best raw hidden dimension (by correlation,
+  with its sign) at the same layer. Strength: standard deviations of that dimension.
+* `probe`: add strength x std along a linear probe's direction at the same layer (the Fisher
+  discriminant Sigma^-1 (mu_1 - mu_0), unit-normalised). Strength: standard deviations of h
+  projected on it.
+* `rerank`: add strength x (a typical user's score standard deviation) to the scores of the
+  attribute's items: the direct reference, no model internals. Strength: score std units.
+
+Every form except `sae_replace` leaves the model bit-for-bit unchanged at strength 0: the added
+offset is an exact zero.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+
+from seqrec_jax.recommender import hooks
+from seqrec_jax.steer import edits as steering
+
+METHODS = ("sae_effect", "sae_auc", "sae_replace", "dimension", "probe", "rerank")
+
+
+@dataclasses.dataclass(frozen=True)
+class Control:
+  """A weighted set of latents: strength s edits latent i by s * weights[i] (mode units)."""
+
+  latents: tuple[int, ...]
+  weights: tuple[float, ...]
+
+  @classmethod
+  def single(cls, latent: int) -> Control:
+    return cls((int(latent),), (1.0,))
+
+  def edits(self, strength: float, mode: str = "add") -> list[tuple[int, str, float]]:
+    return [(j, mode, float(strength) * w) for j, w in zip(self.latents, self.weights)]
+
+  def to_json(self) -> dict:
+    return {"latents": list(self.latents), "weights": list(self.weights)}
+
+  @classmethod
+  def from_json(cls, d: dict) -> Control:
+    return cls(tuple(int(j) for j in d["latents"]), tuple(float(w) for w in d["weights"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Steer:
+  """One setting for `recommender.evaluate(edit=..., score_bias=...)`."""
+
+  edit: hooks.LayerEdit | None = None
+  score_bias: jnp.ndarray | None = None
+
+
+def sae_steer(layer, trained, typical, edit_list, *, positions="all", error_preserving=True) -> Steer:
+  """SAE edits `[(latent, mode, value), ...]` at `layer`."""
+  return Steer(edit=steering.layer_edit(layer, trained, steering.Edits.make(edit_list), typical,
+                                        positions=positions, error_preserving=error_preserving))
+
+
+def _add_offset_all(offset, h):
+  return h + offset.astype(h.dtype)
+
+
+def _add_offset_last(offset, h):
+  return h.at[..., -1, :].add(offset.astype(h.dtype))
+
+
+def direction_steer(layer: str, direction: np.ndarray, amount: float, *, positions="all") -> Steer:
+  """Add `amount * direction` (`[d]`, raw units) to `layer`'s output at the positions."""
+  if positions not in steering.POSITIONS:
+    raise ValueError(f"positions must be one of {steering.POSITIONS}, got {positions!r}")
+  offset = jnp.asarray(float(amount) * np.asarray(direction, np.float32))
+  fn = _add_offset_last if positions == "last" else _add_offset_all
+  return Steer(edit=hooks.LayerEdit(layer, fn, offset))
+
+
+def rerank_steer(attribute_items: np.ndarray, amount: float) -> Steer:
+  """Add `amount` to the scores of the items where `attribute_items[V]` is True."""
+  bias = jnp.asarray(float(amount) * np.asarray(attribute_items, np.float32))
+  return Steer(score_bias=bias)
+
+
+# ---------------------------------------------------------------- raw-dimension directions
+
+
+def dimension_direction(hidden: np.ndarray, dimension: int, sign: int) -> np.ndarray:
+  """`[d]` sign x std(h_dim) along the dimension: one standard deviation, toward the attribute."""
+  direction = np.zeros(hidden.shape[1], np.float32)
+  direction[dimension] = sign * float(np.asarray(hidden[:, dimension], np.float64).std())
+  return direction
+
+
+def probe_direction(hidden: np.ndarray, labels: np.ndarray, ridge: float = 1e-3) -> np.ndarray:
+  """`[d]` one standard deviation along the Fisher discriminant of `labels[N]` in `hidden[N, d]`.
+
+  w = (Sigma + ridge * tr(Sigma)/d I)^-1 (mu_1 - mu_0), the linear probe's direction (a logistic
+  regression's, for Gaussian classes with shared covariance), scaled so that the projection of h
+  on it moves by one standard deviation.
+  """
+  x = np.asarray(hidden, np.float64)
+  y = np.asarray(labels, bool)
+  if y.all() or not y.any():
+    return np.zeros(x.shape[1], np.float32)
+  cov = np.cov(x, rowvar=False)
+  cov += ridge * np.trace(cov) / len(cov) * np.eye(len(cov))
+  w = np.linalg.solve(cov, x[y].mean(0) - x[~y].mean(0))
+  w /= np.linalg.norm(w)
+  return (w * (x @ w).std()).astype(np.float32)
+
+
+def score_unit(scores_std_per_user: np.ndarray) -> float:
+  """The re-ranking unit: the mean over users of the standard deviation of their item scores."""
+  return float(np.mean(scores_std_per_user))
