@@ -11,10 +11,10 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments import stages
-from seqrec_jax.steer import recommend
 from seqrec_jax.core.checkpoints import CheckpointMismatchError
-from seqrec_jax.core.stage_record import StageMismatchError
 from seqrec_jax.core.errors import DataError
+from seqrec_jax.core.stage_record import StageMismatchError
+from seqrec_jax.steer import recommend
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "ml100k.py")
 

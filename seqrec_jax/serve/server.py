@@ -35,7 +35,7 @@ def make_handler(explorer: Explorer) -> type[BaseHTTPRequestHandler]:
     server_version = "seqrec_jax-explorer"
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format, *args):  # noqa: A002 (the base class's name)
+    def log_message(self, format, *args):
       logging.debug("%s %s", self.address_string(), format % args)
 
     def _send(self, status: int, body: bytes, content_type: str, seconds: float | None = None):
@@ -52,7 +52,7 @@ def make_handler(explorer: Explorer) -> type[BaseHTTPRequestHandler]:
       self._send(status, json.dumps(payload, allow_nan=False).encode(), "application/json",
                  seconds)
 
-    def do_GET(self):  # noqa: N802 (the base class's name)
+    def do_GET(self):
       url = urllib.parse.urlsplit(self.path)
       try:
         if url.path.startswith("/api/"):
@@ -75,7 +75,7 @@ def make_handler(explorer: Explorer) -> type[BaseHTTPRequestHandler]:
         payload, status = getattr(explorer, route)(query), 200
       except ApiError as e:
         payload, status = {"error": str(e)}, e.status
-      except Exception as e:  # never let one request take the server down
+      except Exception as e:  # noqa: BLE001 (one failing request must not stop the server)
         logging.error("explorer: %s failed:\n%s", self.path, traceback.format_exc())
         payload, status = {"error": " ".join(f"internal error: {type(e).__name__}: {e}".split())}, 500
       self._json(status, payload, time.perf_counter() - start)

@@ -11,7 +11,6 @@ import urllib.request
 import numpy as np
 import pytest
 
-from seqrec_jax.serve import explorer as explorer_lib
 from seqrec_jax.serve import server
 from seqrec_jax.steer.explain import explain
 
@@ -54,7 +53,7 @@ def test_recommend_lists_and_empty_edit(served):
   first = body["before"][0]
   assert set(first) == {"item", "title", "attributes"} and isinstance(first["attributes"], list)
   history = explorer.steerer.user_history(user)
-  assert not set(e["item"] for e in body["before"]) & set(history.tolist())  # seen filtered
+  assert not {e["item"] for e in body["before"]} & set(history.tolist())  # seen filtered
 
 
 def test_edit_changes_the_list_as_the_steerer_computes_it(served):
