@@ -9,6 +9,7 @@ and logit effects, composite presets) are shown when the workdir has them.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import pathlib
@@ -21,6 +22,7 @@ from seqrec_jax.steer.recommend import Steerer
 
 MAX_HISTORY = 200  # items in a typed history
 MAX_MATCHES = 20  # answers of a search
+EFFECT_CACHE = 512  # settings whose effect over all test users is remembered (a slider moved back)
 
 
 class ApiError(Exception):
@@ -68,6 +70,7 @@ class Explorer:
     self.dashboards = self._dashboards()
     self.strength_limit = self._strength_limit()
     self.baseline = finite(s.test_effect())
+    self._effect = functools.lru_cache(EFFECT_CACHE)(lambda edits: finite(s.test_effect(edits)))
     self.presets = self._presets()
 
   @classmethod
@@ -254,7 +257,7 @@ class Explorer:
   def effect(self, query) -> dict:
     """The same edits over all test users (as the steer stage measures them) and the baseline."""
     edits = self._edits(query)
-    after = finite(self.steerer.test_effect(edits)) if edits else self.baseline
+    after = self._effect(tuple(edits)) if edits else self.baseline
     return {"baseline": self.baseline, "after": after}
 
   def explain(self, query) -> dict:

@@ -127,6 +127,7 @@ def warm_up(explorer: Explorer) -> None:
   """Compile the steered passes before the first visitor (one shape each)."""
   s = explorer.steerer
   history = s.user_history(str(s.dataset.interactions.user_ids[0]))
+  s.top_items(history)
   if s.controls:
     edits = s.resolve([f"{next(iter(s.controls))}:+1"])
     s.top_items(history, edits)

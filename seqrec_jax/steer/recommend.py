@@ -4,7 +4,7 @@
 A `Steerer` loads the recommender, SAE, interpretation and steering settings of a workdir once and
 answers `top_items(history, edits)` with a single compiled forward pass: every query has the same
 shapes (one right-aligned `[1, L]` input, a seen list padded to a fixed width, and the edit list
-padded to `MAX_EDITS` with no-op edits), so moving a strength never recompiles.
+padded with no-op edits to a multiple of `MAX_EDITS`), so moving a strength never recompiles.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from seqrec_jax.recommender import evaluation, hooks, input_pipeline, metrics
 from seqrec_jax.steer import edits as steering
 from seqrec_jax.steer.stage import attribute_latents, load_steering_context
 
-MAX_EDITS = 32  # edits per query are padded to a multiple of this (one compiled pass)
+MAX_EDITS = 8  # edits per query are padded to a multiple of this (one compiled pass)
 _NO_OP = (0, "scale", 1.0)  # f_0 * 1 = f_0: the edited hidden state equals h bit for bit
 
 
@@ -112,10 +112,16 @@ class Steerer:
     return [int(i) for i in np.asarray(top)[0]]
 
   @functools.cached_property
+  def _test_batch_size(self) -> int:
+    """All test users in one batch (padded to a multiple of 8, not to eval.batch_size), at most
+    eval.batch_size."""
+    return min(self.rec_config.eval.batch_size, -(-max(len(self.split.test), 1) // 8) * 8)
+
+  @functools.cached_property
   def _test_arrays(self):
     return input_pipeline.make_eval_arrays(
         self.split.test, kind=self.model_cfg.kind, max_len=self.model_cfg.max_len,
-        batch_size=self.rec_config.eval.batch_size, mask_token=self.model_cfg.mask_token)
+        batch_size=self._test_batch_size, mask_token=self.model_cfg.mask_token)
 
   @functools.cached_property
   def _list_features(self) -> metrics.ListFeatures:
@@ -127,7 +133,7 @@ class Steerer:
     """Metrics over all test users with `edits` (as the steer stage measures them): NDCG@10,
     HR@10, coverage@10, novelty, ILD and `share@10` per attribute."""
     return evaluation.evaluate(self.params, self.model_cfg, self._test_arrays,
-                               batch_size=self.rec_config.eval.batch_size,
+                               batch_size=self._test_batch_size,
                                filter_seen=self.rec_config.eval.filter_seen,
                                edit=self.layer_edit(edits), list_features=self._list_features)
 

@@ -74,14 +74,15 @@ function renderList(target, entries, options) {
   target.replaceChildren(...entries.map((e) => itemLine(e, options)));
 }
 
-function slider(name, label, title) {
+function slider(name, label, title, latent) {
   const limit = state.info.strength_limit;
   const value = state.strengths[name] || 0;
   const input = el("input", {type: "range", min: -limit, max: limit, step: 1, value,
                              "data-name": name, "aria-label": label});
   const out = el("output", {}, value);
-  const row = el("div", {class: "slider" + (value ? " active" : ""), title}, el("label", {}, label),
-                 input, out);
+  const text = el("label", {}, label);
+  if (latent !== undefined) text.append(el("span", {class: "muted"}, ` #${latent}`));
+  const row = el("div", {class: "slider" + (value ? " active" : ""), title}, text, input, out);
   input.addEventListener("input", () => {
     const v = Number(input.value);
     out.textContent = v;
@@ -96,7 +97,7 @@ function renderSliders() {
   const info = state.info;
   $("#sliders").replaceChildren(...info.controls.map((c) =>
     slider(c.attribute, c.attribute,
-           `latent ${c.latent}${c.label ? " (labelled " + c.label + ")" : ""}`)));
+           `latent ${c.latent}${c.label ? " (labelled " + c.label + ")" : ""}`, c.latent)));
   const picked = state.picked.map((j) => {
     const row = state.latents && state.latents[j];
     return slider(`#${j}`, `#${j} ${row && row.label ? row.label : ""}`, `latent ${j}`);
