@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from tests.serve.test_server import get
+from tests.serve.test_server import changing_edit
 
 TIMEOUT = 30  # seconds to wait for the page
 
@@ -49,11 +49,8 @@ def test_search_a_user_move_a_slider_and_see_the_list_change(served, browser):
 
   explorer, url = served
   # A user and control whose top 10 changes at the slider's maximum (found through the API).
-  limit = explorer.strength_limit
-  user, name = next((str(u), n) for u in explorer.steerer.dataset.interactions.user_ids[:10]
-                    for n in explorer.steerer.controls
-                    if (lambda b: [e["item"] for e in b["after"]] != [e["item"] for e in b["before"]])(
-                        get(url, "api/recommend", user=str(u), edit=f"{n}:+{limit:g}")[1]))
+  user, edit, _ = changing_edit(explorer, url, strengths=(f"+{explorer.strength_limit:g}",))
+  name = edit.rsplit(":", 1)[0]
   wait = WebDriverWait(browser, TIMEOUT)
   browser.get(url + "/")
   wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")

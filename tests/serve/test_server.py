@@ -30,11 +30,11 @@ def _user(explorer):
   return str(explorer.steerer.dataset.interactions.user_ids[0])
 
 
-def _changing_edit(explorer, url):
-  """A (user, edit) pair whose top 10 changes under the edit."""
+def changing_edit(explorer, url, strengths=("+32", "-32")):
+  """`(user, edit, answer)` for an attribute edit that changes the user's top 10."""
   for user in explorer.steerer.dataset.interactions.user_ids[:10]:
     for name in explorer.steerer.controls:
-      for edit in (f"{name}:+32", f"{name}:-32"):
+      for edit in (f"{name}:{s}" for s in strengths):
         _, body = get(url, "api/recommend", user=str(user), edit=edit)
         if [e["item"] for e in body["after"]] != [e["item"] for e in body["before"]]:
           return str(user), edit, body
@@ -58,7 +58,7 @@ def test_recommend_lists_and_empty_edit(served):
 
 def test_edit_changes_the_list_as_the_steerer_computes_it(served):
   explorer, url = served
-  user, edit, body = _changing_edit(explorer, url)
+  user, edit, body = changing_edit(explorer, url)
   s = explorer.steerer
   expected = s.top_items(s.user_history(user), s.resolve([edit]))
   assert [e["item"] for e in body["after"]] == expected
