@@ -168,10 +168,11 @@ function renderEffect(base, after) {
 }
 
 async function loadPerson(person) {
-  state.person = person;
   $("#explanation").hidden = true;
   try {
-    const history = await api("history", personParams());
+    const history = await api("history", person.user !== undefined ? [["user", person.user]]
+                                                                  : [["items", person.items.join(",")]]);
+    state.person = person;  // only a person the server knows
     showError("");
     $("#history-length").textContent = `(${history.length} items, latest last)`;
     renderList($("#recent"), history.recent, {explain: false});
