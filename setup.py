@@ -22,6 +22,7 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["seqrec_jax", "seqrec_jax.*", "experiments", "experiments.*"]),
     python_requires=">=3.10",
+    package_data={"seqrec_jax.serve": ["static/*"]},  # the explorer's page, script and style
     install_requires=_requirements("run"),
     extras_require={"test": _requirements("test")},
 )

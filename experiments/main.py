@@ -11,18 +11,21 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments import stages
-from seqrec_jax.steer import recommend
 from seqrec_jax.core.checkpoints import CheckpointMismatchError
-from seqrec_jax.core.stage_record import StageMismatchError
 from seqrec_jax.core.errors import DataError
+from seqrec_jax.core.stage_record import StageMismatchError
+from seqrec_jax.steer import recommend
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "ml100k.py")
 
-_EXPERIMENT = flags.DEFINE_enum("experiment", "pipeline", [*stages.STAGES, "recommend"],
+_EXPERIMENT = flags.DEFINE_enum("experiment", "pipeline", [*stages.STAGES, "recommend", "serve"],
                                 "What to run.")
 _USER = flags.DEFINE_string("user", None, "recommend: the user's original id.")
 _EDIT = flags.DEFINE_multi_string("edit", [], "recommend: NAME:STRENGTH, e.g. Comedy:+3 or #17:-2 "
                                   "(an attribute through its best latent, or a latent id).")
+_PORT = flags.DEFINE_integer("port", 8000, "serve: the port to listen on (0: any free port).")
+_HOST = flags.DEFINE_string("host", "127.0.0.1", "serve: the address to bind (0.0.0.0: every "
+                            "interface, reachable from other machines).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and results.", required=True)
 _CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Experiment config file.",
                                           lock_config=True)
@@ -56,6 +59,10 @@ def main(argv):
       if _USER.value is None:
         raise app.UsageError("--experiment=recommend needs --user=ID")
       print(recommend.recommend(_CONFIG.value, _WORKDIR.value, _USER.value, _EDIT.value))
+    elif _EXPERIMENT.value == "serve":
+      from seqrec_jax.serve import server
+
+      server.serve(_CONFIG.value, _WORKDIR.value, host=_HOST.value, port=_PORT.value)
     else:
       stages.STAGES[_EXPERIMENT.value](_CONFIG.value, _WORKDIR.value)
   except (DataError, FileNotFoundError, CheckpointMismatchError, StageMismatchError,

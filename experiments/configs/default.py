@@ -110,5 +110,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.steer.rerank_strengths = (-4.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 4.0)  # score stds
   c.steer.composites = ("kids mode=Children's:+1,Animation:+1,Horror:-1,Thriller:-1;"
                         "no Horror=Horror:-1")  # NAME=ATTR:±w,...; attributes absent are dropped
-  c.steer.composite_strengths = (0.0, 4.0, 8.0, 16.0, 32.0)  # x each part's weight
+  c.steer.composite_strengths = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)  # x each part's weight
   return c

@@ -226,9 +226,9 @@ def _log_summary(results: dict) -> None:
 
 def latent_dashboards(dataset, latents, stats, labels, mono, top, acts, logit_effect,
                       attribute_effect, names, *, num_bins: int = 20, history: int = 5) -> dict:
-  """Per latent: label, firing rate, monosemanticity, top items and sequences, a histogram of its
+  """Per latent (keyed by its id): label, firing rate, monosemanticity, top items and sequences, a histogram of its
   positive activations, and its logit effect (the items and attributes it promotes)."""
-  out = []
+  out = {}
   for j in range(latents.shape[1]):
     column = latents[:, j]
     positive = column[column > 0]
@@ -236,7 +236,7 @@ def latent_dashboards(dataset, latents, stats, labels, mono, top, acts, logit_ef
     promoted = np.argsort(-logit_effect[j, 1:])[:10] + 1
     by_effect = np.argsort(-np.nan_to_num(attribute_effect[j], nan=-np.inf))
     label = labels.get(j)
-    out.append({
+    out[str(j)] = {
         "latent": j,
         "label": label["attribute"] if label else None,
         "label_corr": label["corr"] if label else None,
@@ -254,7 +254,7 @@ def latent_dashboards(dataset, latents, stats, labels, mono, top, acts, logit_ef
             "attributes": [{"attribute": names[g], "effect": float(attribute_effect[j, g])}
                            for g in by_effect[:5] if np.isfinite(attribute_effect[j, g])],
         },
-    })
+    }
   return {"num_latents": int(latents.shape[1]), "latents": out}
 
 

@@ -1,63 +1,167 @@
-"""The `recommend` command: one user's top-k before and after edits."""
+"""One person's top-k before and after edits: `Steerer` (a loaded workdir, reused by the
+`recommend` command and the explorer server) and `recommend` (the command's printable text).
+
+A `Steerer` loads the recommender, SAE, interpretation and steering settings of a workdir once and
+answers `top_items(history, edits)` with a single compiled forward pass: every query has the same
+shapes (one right-aligned `[1, L]` input, a seen list padded to a fixed width, and the edit list
+padded with no-op edits to a multiple of `MAX_EDITS`), so moving a strength never recompiles.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import pathlib
 
 import numpy as np
 
-from seqrec_jax.recommender import input_pipeline
-from seqrec_jax.interpret import stage as interpret_stage
-from seqrec_jax.recommender import evaluation
+from seqrec_jax.core.errors import DataError
+from seqrec_jax.data.containers import item_text
+from seqrec_jax.data.splits import EvalSet, make_sequences
+from seqrec_jax.recommender import evaluation, hooks, input_pipeline, metrics
 from seqrec_jax.steer import edits as steering
 from seqrec_jax.steer.stage import attribute_controls, load_steering_context
+
+MAX_EDITS = 8  # edits per query are padded to a multiple of this (one compiled pass)
+_NO_OP = (0, "scale", 1.0)  # f_0 * 1 = f_0: the edited hidden state equals h bit for bit
+
+
+@dataclasses.dataclass
+class Steerer:
+  """A finished workdir (recommender, SAE, interpret, steer settings), loaded once."""
+
+  rec_config: object
+  dataset: object
+  split: object
+  model_cfg: object
+  params: object
+  interpreted: dict  # DIR/interpret/results.json
+  typical: np.ndarray  # [M] each latent's typical activation (steering's unit)
+  trained: object  # sae.TrainedSAE
+  layer: str
+  controls: dict  # attribute -> {"promote": Control, "suppress": Control} (attribute_controls)
+  mode: str  # set | add | scale
+  positions: str  # all | last
+  error_preserving: bool
+  seen_width: int  # every query's seen list is padded to this width
+
+  @classmethod
+  def load(cls, config, workdir: str | pathlib.Path) -> Steerer:
+    (rec_config, dataset, split, model_cfg, params, interpreted, typical, trained,
+     layer) = load_steering_context(config, workdir)
+    longest = int(dataset.interactions.lengths.max()) if dataset.interactions.num_users else 1
+    s = config.steer
+    return cls(rec_config, dataset, split, model_cfg, params, interpreted, typical, trained, layer,
+               attribute_controls(workdir), s.mode, s.positions, bool(s.error_preserving),
+               seen_width=-(-max(longest, 64) // 64) * 64)
+
+  # ------------------------------------------------------------------ users, items, edits
+
+  @functools.cached_property
+  def _user_rows(self) -> dict[str, int]:
+    return {str(u): row for row, u in enumerate(self.dataset.interactions.user_ids)}
+
+  def user_history(self, user) -> np.ndarray:
+    """The user's items, oldest first; a `DataError` naming close matches for unknown users."""
+    row = self._user_rows.get(str(user))
+    if row is None:
+      raise steering.close_matches_error("user", str(user), list(self._user_rows))
+    return np.asarray(self.dataset.interactions.sequence(row))
+
+  def check_items(self, items) -> np.ndarray:
+    """`items` as an int32 array, or a `DataError` if one is not an item id (1..V-1)."""
+    items = np.asarray(list(items), np.int64)
+    bad = items[(items < 1) | (items >= self.model_cfg.num_items)]
+    if len(bad):
+      raise DataError(f"unknown item {int(bad[0])}: item ids run from 1 to "
+                      f"{self.model_cfg.num_items - 1}")
+    return items.astype(np.int32)
+
+  def resolve(self, edit_texts) -> list[tuple[int, str, float]]:
+    """`["Comedy:+3", "#17:-2"]` -> `[(latent, mode, strength), ...]` (the `--edit` syntax)."""
+    return steering.resolve_edits(edit_texts, self.controls, self.mode)
+
+  def layer_edit(self, edits) -> hooks.LayerEdit | None:
+    """The steering edit for `[(latent, mode, value), ...]`, padded with no-ops to a fixed length;
+    None for no edits (the plain model, also for the replace variant)."""
+    if not edits:
+      return None
+    padded = list(edits) + [_NO_OP] * (-len(edits) % MAX_EDITS)
+    return steering.layer_edit(self.layer, self.trained, steering.Edits.make(padded), self.typical,
+                               positions=self.positions, error_preserving=self.error_preserving)
+
+  # ------------------------------------------------------------------ queries
+
+  def input_batch(self, history) -> dict[str, np.ndarray]:
+    """The model input predicting the item after `history` (`[1, L]` ids, fixed-width seen)."""
+    history = np.asarray(history, np.int32)
+    evalset = EvalSet(make_sequences([history], [0]), np.zeros(1, np.int32))
+    arrays = input_pipeline.make_eval_arrays(evalset, kind=self.model_cfg.kind,
+                                             max_len=self.model_cfg.max_len, batch_size=1,
+                                             mask_token=self.model_cfg.mask_token)
+    seen = np.zeros((1, max(self.seen_width, len(history))), np.int32)
+    seen[0, : len(history)] = history
+    return {"input_ids": arrays.input_ids, "targets": arrays.targets, "seen": seen,
+            "valid": arrays.valid}
+
+  def top_items(self, history, edits=(), *, k: int = 10) -> list[int]:
+    """The top-k items after `history` with `edits` applied (seen items filtered as in eval)."""
+    _, top = evaluation._eval_batch(self.params, self.input_batch(history), model_cfg=self.model_cfg,
+                                    k=k, filter_seen=self.rec_config.eval.filter_seen,
+                                    edit=self.layer_edit(edits))
+    return [int(i) for i in np.asarray(top)[0]]
+
+  @functools.cached_property
+  def _test_batch_size(self) -> int:
+    """All test users in one batch (padded to a multiple of 8, not to eval.batch_size), at most
+    eval.batch_size."""
+    return min(self.rec_config.eval.batch_size, -(-max(len(self.split.test), 1) // 8) * 8)
+
+  @functools.cached_property
+  def _test_arrays(self):
+    return input_pipeline.make_eval_arrays(
+        self.split.test, kind=self.model_cfg.kind, max_len=self.model_cfg.max_len,
+        batch_size=self._test_batch_size, mask_token=self.model_cfg.mask_token)
+
+  @functools.cached_property
+  def _list_features(self) -> metrics.ListFeatures:
+    counts = np.bincount(self.split.train.items, minlength=self.dataset.interactions.num_items)
+    return metrics.ListFeatures(counts, self.dataset.attributes.multi_hot,
+                                self.dataset.attributes.names)
+
+  def test_effect(self, edits=()) -> dict:
+    """Metrics over all test users with `edits` (as the steer stage measures them): NDCG@10,
+    HR@10, coverage@10, novelty, ILD and `share@10` per attribute."""
+    return evaluation.evaluate(self.params, self.model_cfg, self._test_arrays,
+                               batch_size=self._test_batch_size,
+                               filter_seen=self.rec_config.eval.filter_seen,
+                               edit=self.layer_edit(edits), list_features=self._list_features)
+
+  def describe(self, item: int) -> dict:
+    """`{"item", "title", "attributes": [names]}` of one item."""
+    title, names = item_text(self.dataset, int(item))
+    return {"item": int(item), "title": title, "attributes": names.split(", ") if names else []}
 
 
 def recommend(config, workdir, user: str, edit_texts, *, k: int = 10, recent: int = 10) -> str:
   """The user's recent items and top-k before and after the edits, as printable text."""
-  (rec_config, dataset, split, model_cfg, params, _, typical, trained,
-   layer) = load_steering_context(config, workdir)
-  inter = dataset.interactions
-  user_ids = [str(u) for u in inter.user_ids]
-  if str(user) not in user_ids:
-    raise steering.close_matches_error("user", str(user), user_ids)
-  row = user_ids.index(str(user))
-  history = inter.sequence(row)
-  edits = steering.resolve_edits(edit_texts, attribute_controls(workdir), config.steer.mode)
-  evalset_like = _single_user_eval(history)
-  arrays = input_pipeline.make_eval_arrays(evalset_like, kind=model_cfg.kind,
-                                           max_len=model_cfg.max_len, batch_size=1,
-                                           mask_token=model_cfg.mask_token)
-  batch = next(arrays.batches(1))
+  steerer = Steerer.load(config, workdir)
+  history = steerer.user_history(user)
+  edits = steerer.resolve(edit_texts)
   lines = [f"user {user}: {len(history)} interactions; most recent last:"]
-  lines += [f"  {_describe(dataset, i)}" for i in history[-recent:]]
-
-  def top_items(edit):
-    _, top = evaluation._eval_batch(params, batch, model_cfg=model_cfg, k=k,
-                                     filter_seen=rec_config.eval.filter_seen, edit=edit)
-    return [int(i) for i in np.asarray(top)[0]]
-
-  before = top_items(None)
+  lines += [f"  {_describe(steerer.dataset, i)}" for i in history[-recent:]]
+  before = steerer.top_items(history, k=k)
   lines.append(f"top {k} without edits:")
-  lines += [f"  {r + 1:2d}. {_describe(dataset, i)}" for r, i in enumerate(before)]
+  lines += [f"  {r + 1:2d}. {_describe(steerer.dataset, i)}" for r, i in enumerate(before)]
   if edits:
-    edit = steering.layer_edit(layer, trained, steering.Edits.make(edits), typical,
-                               positions=config.steer.positions,
-                               error_preserving=config.steer.error_preserving)
-    after = top_items(edit)
+    after = steerer.top_items(history, edits, k=k)
     shown = ", ".join(edit_texts)
-    lines.append(f"top {k} with {shown} ({config.steer.mode}, latents {[e[0] for e in edits]}):")
-    lines += [f"  {r + 1:2d}. {_describe(dataset, i)}{'' if i in before else '   (new)'}"
+    lines.append(f"top {k} with {shown} ({steerer.mode}, latents {[e[0] for e in edits]}):")
+    lines += [f"  {r + 1:2d}. {_describe(steerer.dataset, i)}{'' if i in before else '   (new)'}"
               for r, i in enumerate(after)]
   return "\n".join(lines)
 
 
-def _single_user_eval(history):
-  """Predict the item after the user's whole history (target unknown: 0)."""
-  from seqrec_jax.data.splits import EvalSet, make_sequences
-
-  return EvalSet(make_sequences([history], [0]), np.zeros(1, np.int32))
-
-
 def _describe(dataset, item: int) -> str:
-  title, names = interpret_stage.item_text(dataset, item)
+  title, names = item_text(dataset, item)
   return f"{title}  [{names}]"

@@ -262,8 +262,13 @@ def run(config, workdir: str | pathlib.Path) -> dict:
       continue
     rows = [evaluate(test_arrays, sae(composite_edits(parts, controls, strength, s.mode)))
             for strength in s.composite_strengths]
+    floor = s.min_ndcg_ratio * baseline["ndcg@10"]
+    usable = [st for st, r in zip(s.composite_strengths, rows) if st > 0 and r["ndcg@10"] >= floor]
+    preset = max(usable, default=min((st for st in s.composite_strengths if st > 0), default=0.0))
     composites[cname] = {
         "parts": [[n, w] for n, w in parts],
+        # The strongest setting of the sweep keeping NDCG@10 (the explorer's preset).
+        "edits": [f"{n}:{preset * w:+g}" for n, w in parts],
         "strengths": [float(v) for v in s.composite_strengths],
         "share@10": {n: [r["share@10"][n] for r in rows] for n, _ in parts},
         **{key: [r[key] for r in rows] for key in CURVE_KEYS if key != "share@10"}}

@@ -1,0 +1,315 @@
+"""The explorer's answers: one method per API route, each a pure function of the query.
+
+`Explorer.load(config, workdir)` reads a finished workdir once (through `steer.recommend.Steerer`)
+and answers queries given as `{name: [values]}` (what `urllib.parse.parse_qs` returns) with
+JSON-ready dicts, or raises `ApiError(status, one-line message)`. The HTTP layer (`server`) only
+routes. Optional outputs of the interpret and steer stages (per-latent dashboards with histograms
+and logit effects, composite presets) are shown when the workdir has them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import pathlib
+
+import numpy as np
+
+from seqrec_jax.core.errors import DataError
+from seqrec_jax.steer.edits import parse_edit
+from seqrec_jax.steer.explain import explain
+from seqrec_jax.steer.recommend import Steerer
+
+MAX_HISTORY = 200  # items in a typed history
+MAX_MATCHES = 20  # answers of a search
+EFFECT_CACHE = 512  # settings whose effect over all test users is remembered (a slider moved back)
+
+
+class ApiError(Exception):
+  """A request the explorer cannot answer: HTTP `status` and a one-line message."""
+
+  def __init__(self, status: int, message: str):
+    super().__init__(" ".join(str(message).split()))
+    self.status = status
+
+
+def finite(value):
+  """`value` with NaN and infinities replaced by None, numpy scalars and arrays by Python ones
+  (browsers reject NaN in JSON)."""
+  if isinstance(value, dict):
+    return {str(k): finite(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple, np.ndarray)):
+    return [finite(v) for v in value]
+  if isinstance(value, (np.bool_, bool)):
+    return bool(value)
+  if isinstance(value, (np.integer, int)):
+    return int(value)
+  if isinstance(value, (np.floating, float)):
+    return float(value) if math.isfinite(value) else None
+  return value
+
+
+def _read_json(path: pathlib.Path) -> dict:
+  return json.loads(path.read_text()) if path.exists() else {}
+
+
+class Explorer:
+  """A loaded workdir and the API's answers."""
+
+  def __init__(self, steerer: Steerer, workdir: pathlib.Path):
+    self.steerer = steerer
+    self.workdir = pathlib.Path(workdir)
+    s = steerer
+    self.interpreted = s.interpreted
+    self.steered = _read_json(self.workdir / "steer" / "results.json")
+    stats = np.load(self.workdir / "interpret" / "statistics.npz")
+    self.stats = {k: stats[k] for k in stats.files}
+    self.attribute_names = [str(n) for n in s.dataset.attributes.names]
+    self.dict_size = int(s.trained.config.dict_size)
+    self.labels = {int(j): v for j, v in self.interpreted.get("labels", {}).items()}
+    self.dashboards = self._dashboards()
+    self.strength_limit = self._strength_limit()
+    self.baseline = finite(s.test_effect())
+    self._effect = functools.lru_cache(EFFECT_CACHE)(lambda edits: finite(s.test_effect(edits)))
+    self.presets = self._presets()
+
+  @classmethod
+  def load(cls, config, workdir) -> Explorer:
+    return cls(Steerer.load(config, workdir), pathlib.Path(workdir))
+
+  # ------------------------------------------------------------------ optional inputs
+
+  def _dashboards(self) -> dict[int, dict]:
+    """Per-latent dashboard data the interpret stage may save (`dashboards` or `latents` in its
+    results.json, or `dashboards.json` beside it), keyed by latent id; empty when absent."""
+    out: dict[int, dict] = {}
+    sources = [self.interpreted.get("dashboards"), self.interpreted.get("latents"),
+               _read_json(self.workdir / "interpret" / "dashboards.json")]
+    for source in sources:
+      if isinstance(source, dict) and "latents" in source and isinstance(source["latents"], dict):
+        source = source["latents"]
+      if isinstance(source, dict):
+        for key, value in source.items():
+          if str(key).isdigit() and isinstance(value, dict):
+            out.setdefault(int(key), {}).update(value)
+    return out
+
+  def _strength_limit(self) -> float:
+    """Largest |strength| accepted: the widest of the steer stage's sweep (32 by default)."""
+    strengths = [abs(float(v)) for a in self.steered.get("attributes", {}).values()
+                 for v in a.get("strengths", [])]
+    return max(strengths, default=0.0) or 32.0
+
+  def _presets(self) -> list[dict]:
+    """Composite settings of the steer stage (`composites` in DIR/steer/results.json) that parse
+    as `--edit` texts; others are skipped."""
+    composites = self.steered.get("composites") or {}
+    if isinstance(composites, list):
+      composites = {c.get("name", f"preset {i}"): c for i, c in enumerate(composites)
+                    if isinstance(c, dict)}
+    presets = []
+    for name, entry in composites.items() if isinstance(composites, dict) else ():
+      texts = _edit_texts(entry)
+      try:
+        if texts and self.steerer.resolve(texts):
+          presets.append({"name": str(name), "edits": texts})
+      except (DataError, ValueError, TypeError):
+        continue
+    return presets
+
+  # ------------------------------------------------------------------ query parsing
+
+  def _history(self, query) -> tuple[str | None, np.ndarray]:
+    """`(user, items)` from `user=ID` or `items=ID,ID,...` (oldest first)."""
+    if query.get("user"):
+      user = query["user"][0]
+      try:
+        return user, self.steerer.user_history(user)
+      except DataError as e:
+        raise ApiError(404, str(e)) from None
+    if query.get("items"):
+      texts = [t for t in ",".join(query["items"]).split(",") if t.strip()]
+      if len(texts) > MAX_HISTORY:
+        raise ApiError(400, f"at most {MAX_HISTORY} items in a typed history, got {len(texts)}")
+      return None, self._items(texts)
+    raise ApiError(400, "give user=ID or items=ID,ID,...")
+
+  def _items(self, texts) -> np.ndarray:
+    try:
+      ids = [int(t) for t in texts]
+    except ValueError:
+      raise ApiError(400, f"item ids must be integers, got {','.join(texts)!r}") from None
+    try:
+      return self.steerer.check_items(ids)
+    except DataError as e:
+      raise ApiError(404, str(e)) from None
+
+  def _edits(self, query) -> list[tuple[int, str, float]]:
+    texts = [t for t in query.get("edit", []) if t.strip()]
+    try:
+      edits = self.steerer.resolve(texts)
+    except DataError as e:
+      raise ApiError(400, str(e)) from None
+    for text in texts:
+      value = parse_edit(text)[1]
+      if not math.isfinite(value) or abs(value) > self.strength_limit:
+        raise ApiError(400, f"edit {text!r}: strength {value:g} out of range "
+                            f"[-{self.strength_limit:g}, {self.strength_limit:g}]")
+    for latent, _, _ in edits:
+      if not 0 <= latent < self.dict_size:
+        raise ApiError(400, f"edit #{latent}: latent out of range 0..{self.dict_size - 1}")
+    return edits
+
+  # ------------------------------------------------------------------ routes
+
+  def info(self, query) -> dict:
+    s = self.steerer
+    users = [str(u) for u in s.dataset.interactions.user_ids]
+    controls = [{"attribute": name, "latent": c["promote"].latents[0],
+                 "label": self._label(c["promote"].latents[0]),
+                 "promote": c["promote"].to_json(), "suppress": c["suppress"].to_json()}
+                for name, c in s.controls.items()]
+    return finite({
+        "workdir": str(self.workdir), "dataset": s.dataset.name, "layer": s.layer,
+        "dict_size": self.dict_size, "num_users": len(users), "num_items": s.model_cfg.num_items - 1,
+        "example_users": users[:5], "mode": s.mode, "positions": s.positions,
+        "error_preserving": s.error_preserving, "strength_limit": self.strength_limit,
+        "attributes": self.attribute_names, "controls": controls, "presets": self.presets,
+        "baseline": self.baseline, "num_dashboards": len(self.dashboards)})
+
+  def _label(self, latent: int) -> str | None:
+    label = self.labels.get(int(latent)) or {}
+    return label.get("attribute")
+
+  def latents(self, query) -> dict:
+    """One row per latent: label, best attribute by AUC, AUC, precision, firing rate."""
+    auc = self.stats.get("latent_auc")
+    precision = self.stats.get("latent_precision")
+    fire = self.stats.get("latent_fire_rate")
+    rows = []
+    for j in range(self.dict_size):
+      label = self.labels.get(j) or {}
+      best = int(np.nanargmax(auc[j])) if auc is not None and np.isfinite(auc[j]).any() else None
+      rows.append({
+          "latent": j, "label": label.get("attribute"),
+          "monosemantic": bool(label.get("monosemantic", False)),
+          "best_attribute": None if best is None else self.attribute_names[best],
+          "auc": None if best is None else auc[j, best],
+          "precision": label.get("precision", None if best is None or precision is None
+                                 else precision[j, best]),
+          "fire_rate": None if fire is None else fire[j],
+          "typical": self.steerer.typical[j]})
+    return finite({"latents": rows})
+
+  def latent(self, query) -> dict:
+    """A latent's card: label, statistics per attribute, top items and sequences, dashboard."""
+    try:
+      j = int(query.get("id", [""])[0])
+    except ValueError:
+      raise ApiError(400, "give id=LATENT (an integer)") from None
+    if not 0 <= j < self.dict_size:
+      raise ApiError(404, f"unknown latent {j}: latents run from 0 to {self.dict_size - 1}")
+    statistics = {}
+    for key, values in self.stats.items():
+      if key.startswith("latent_") and values.ndim == 2 and values.shape[1] == len(
+          self.attribute_names):
+        statistics[key[len("latent_"):]] = values[j]
+    order = np.argsort(-np.nan_to_num(statistics["auc"], nan=-1.0)) if "auc" in statistics else []
+    by_attribute = [{"attribute": self.attribute_names[g],
+                     **{name: values[g] for name, values in statistics.items()}}
+                    for g in order[:8]]
+    examples = self.interpreted.get("top_examples", {}).get(str(j), {})
+    fire = self.stats.get("latent_fire_rate")
+    return finite({
+        "latent": j, "label": self.labels.get(j), "typical": self.steerer.typical[j],
+        "fire_rate": None if fire is None else fire[j], "statistics": by_attribute,
+        "top_items": examples.get("items", []), "top_sequences": examples.get("sequences", []),
+        "dashboard": self.dashboards.get(j, {}),
+        "controls": [name for name, c in self.steerer.controls.items()
+                     if j in c["promote"].latents + c["suppress"].latents]})
+
+  def users(self, query) -> dict:
+    text = query.get("q", [""])[0].strip().lower()
+    ids = [str(u) for u in self.steerer.dataset.interactions.user_ids]
+    starts = [u for u in ids if u.lower().startswith(text)]
+    contains = [u for u in ids if text in u.lower() and not u.lower().startswith(text)]
+    return {"users": (starts + contains)[:MAX_MATCHES]}
+
+  def items(self, query) -> dict:
+    text = query.get("q", [""])[0].strip().lower()
+    titles = self.steerer.dataset.attributes.titles
+    found = [i for i in range(1, len(titles)) if text in str(titles[i]).lower()] if text else []
+    return {"items": [self.steerer.describe(i) for i in found[:MAX_MATCHES]]}
+
+  def history(self, query) -> dict:
+    user, items = self._history(query)
+    recent = int(query.get("recent", ["10"])[0]) if query.get("recent", [""])[0].isdigit() else 10
+    return {"user": user, "length": len(items),
+            "recent": [self.steerer.describe(i) for i in items[-recent:]]}
+
+  def recommend(self, query) -> dict:
+    """Top 10 before and after the edits; `after` entries say whether they are `new`."""
+    user, history = self._history(query)
+    edits = self._edits(query)
+    before = self.steerer.top_items(history)
+    after = self.steerer.top_items(history, edits) if edits else before
+    return finite({
+        "user": user,
+        "edits": [{"latent": j, "mode": mode, "strength": v} for j, mode, v in edits],
+        "before": [self.steerer.describe(i) for i in before],
+        "after": [{**self.steerer.describe(i), "new": i not in before} for i in after]})
+
+  def effect(self, query) -> dict:
+    """The same edits over all test users (as the steer stage measures them) and the baseline."""
+    edits = self._edits(query)
+    after = self._effect(tuple(edits)) if edits else self.baseline
+    return {"baseline": self.baseline, "after": after}
+
+  def explain(self, query) -> dict:
+    """The latents contributing most to one item's score for this history (no edits)."""
+    user, history = self._history(query)
+    if not query.get("item"):
+      raise ApiError(400, "give item=ID")
+    item = int(self._items(query["item"][:1])[0])
+    top = int(query["top"][0]) if query.get("top", [""])[0].isdigit() else 10
+    s = self.steerer
+    batch = s.input_batch(history)
+    result = explain(s.params, s.model_cfg, s.trained, s.layer, batch["input_ids"][0], item,
+                     positions=s.positions)
+    return finite({
+        "user": user, **s.describe(item), "score": result.score, "remainder": result.remainder,
+        "positions": s.positions, "layer": s.layer,
+        "latents": [{"latent": int(j), "label": self._label(j), "contribution": c,
+                     "activation": a}
+                    for j, c, a in zip(result.latents[:top], result.contributions[:top],
+                                       result.activations[:top])]})
+
+
+def _edit_texts(entry) -> list[str]:
+  """`--edit` texts from a composite entry: a list of texts, `{name: strength}`, or a list of
+  `{"attribute"|"name"|"latent", "strength"|"value"}`, under `edits`, `controls` or itself."""
+  if isinstance(entry, dict):
+    for key in ("edits", "controls", "setting", "strengths"):
+      if key in entry:
+        return _edit_texts(entry[key])
+    if entry and all(isinstance(v, (int, float)) for v in entry.values()):
+      return [f"{name}:{float(v):+g}" for name, v in entry.items()]
+    return []
+  if isinstance(entry, list):
+    texts = []
+    for e in entry:
+      if isinstance(e, str):
+        texts.append(e)
+      elif isinstance(e, dict):
+        name = e.get("attribute", e.get("name"))
+        if name is None and e.get("latent") is not None:
+          name = f"#{int(e['latent'])}"
+        value = e.get("strength", e.get("value"))
+        if name is None or not isinstance(value, (int, float)):
+          return []
+        texts.append(f"{name}:{float(value):+g}")
+      else:
+        return []
+    return texts
+  return []
