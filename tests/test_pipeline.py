@@ -85,3 +85,42 @@ def test_recommend_prints_before_and_after(workdir):
     recommend.recommend(config, workdir, user + "9", [])
   with pytest.raises(DataError, match="unknown attribute .genre_0.; close matches: genre_0"):
     recommend.recommend(config, workdir, user, ["genre_0:+2"])
+
+
+def test_controls_are_chosen_without_looking_at_test_users(workdir, tmp_path, monkeypatch):
+  import dataclasses
+  import shutil
+
+  from seqrec_jax.data.splits import EvalSet, Sequences
+  from seqrec_jax.interpret import stage as interpret_stage
+  from seqrec_jax.recommender import stage as recommender_stage
+  from seqrec_jax.steer import stage as steer_stage
+
+  copy = tmp_path / "copy"
+  shutil.copytree(workdir, copy)
+  load_trained = recommender_stage.load_trained
+
+  def with_other_test_users(path):
+    """The same recommender and selection users; the test users' items replaced at random."""
+    rec_config, dataset, split, model_cfg, params = load_trained(path)
+    rng = np.random.default_rng(1)
+
+    def scrambled(seqs):
+      return Sequences(seqs.offsets, rng.integers(1, model_cfg.num_items, len(seqs.items),
+                                                  dtype=np.int32), seqs.users)
+
+    test = EvalSet(scrambled(split.test.histories),
+                   rng.integers(1, model_cfg.num_items, len(split.test.targets), dtype=np.int32))
+    split = dataclasses.replace(split, test=test,
+                                test_sequences=scrambled(split.test_sequences))
+    return rec_config, dataset, split, model_cfg, params
+
+  monkeypatch.setattr(recommender_stage, "load_trained", with_other_test_users)
+  config = small_synthetic_config()
+  config.overwrite = True
+  interpret_stage.run(config, copy)
+  steer_stage.run(config, copy)
+  before, after = _json(workdir / "steer" / "results.json"), _json(copy / "steer" / "results.json")
+  assert after["baseline"] != before["baseline"]  # the test users did change ...
+  assert after["controls"] == before["controls"]  # ... and the chosen controls did not
+  assert after["selection"] == before["selection"]

@@ -181,7 +181,7 @@ def run(config, workdir: str | pathlib.Path) -> dict:
           stats["logit_attribute_effect"], stats["selection_latent_auc"],
           stats["selection_latent_corr"], g, num=s.num_candidates)
   strengths = [float(v) for v in s.strengths]
-  chosen = controls_lib.choose_all(sweep, candidates, names, strengths,
+  chosen = controls_lib.choose_all(sweep, candidates, names, [v for v in strengths if v],
                                    base_shares=sel_base_shares, base_ndcg=sel_base["ndcg@10"],
                                    min_ndcg_ratio=s.min_ndcg_ratio)
   controls = {n: {d: c[d]["control"] for d in c} for n, c in chosen.items()}
