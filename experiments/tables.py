@@ -66,6 +66,63 @@ def steer_table(r, moderate: float, strong: float, min_auc: float) -> str:
   return "\n".join(rows)
 
 
+def _ci(entry, digits=3) -> str:
+  if not entry:
+    return "n/a"
+  lo, hi = entry["ci"]
+  return f"{entry['value']:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def heldout_table(r) -> str:
+  """Mean best statistic over attributes, chosen on SAE users and measured on test users."""
+  h = r["heldout"]
+  rows = [f"Chosen on {h['selection_users']} SAE users, measured on {h['test_users']} test users; "
+          f"95 % intervals from {h['num_samples']} user-bootstrap replicates.\n",
+          "| statistic | best latents | best dimensions | latents − dimensions |", "|---|---|---|---|"]
+  for statistic in h["mean"]["latent"]:
+    rows.append(f"| {statistic} | " + " | ".join(_ci(h["mean"][f].get(statistic)) for f in
+                                               ("latent", "dimension", "difference")) + " |")
+  m = r.get("monosemanticity", {})
+  if m:
+    rows.append(f"\nMonosemanticity (median [q25, q75]): latents {_f(m['latent'].get('median'), 2)} "
+                f"[{_f(m['latent'].get('q25'), 2)}, {_f(m['latent'].get('q75'), 2)}] over "
+                f"{m['latent'].get('count')}, dimensions {_f(m['dimension'].get('median'), 2)} "
+                f"[{_f(m['dimension'].get('q25'), 2)}, {_f(m['dimension'].get('q75'), 2)}] over "
+                f"{m['dimension'].get('count')}.")
+  if r.get("label_counts"):
+    rows.append(f"\n{r['num_labelled']} latents labelled: " + ", ".join(
+        f"{n} {c}" for n, c in r["label_counts"].items() if c) + ".")
+  return "\n".join(rows)
+
+
+def method_table(r) -> str:
+  """Per method: best share@10 at NDCG@10 >= the floor, per attribute, and the doubled count."""
+  t = r["table"]
+  methods = list(t["share_at_min_ndcg"])
+  base = r["baseline"]["share@10"]
+  rows = [f"| genre | baseline | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
+  for name in r["attributes"]:
+    rows.append(f"| {name} | {_f(base[name])} | " + " | ".join(
+        _f(t["share_at_min_ndcg"][m].get(name)) for m in methods) + " |")
+  rows.append("| **doubled** | | " + " | ".join(f"**{t['doubled'][m]}**" for m in methods) + " |")
+  rows.append(f"\nBest share@10 at a positive strength keeping NDCG@10 ≥ "
+              f"{100 * t['min_ndcg_ratio']:.0f} % of the baseline ({r['baseline']['ndcg@10']:.4f}, "
+              f"{r['num_users']} test users); '**doubled**' counts attributes whose share at least "
+              "doubles there.")
+  return "\n".join(rows)
+
+
+def composite_table(r) -> str:
+  rows = ["| composite | strength | target shares@10 | NDCG@10 | coverage@10 | novelty@10 | ILD@10 |",
+          "|---|---|---|---|---|---|---|"]
+  for name, c in r.get("composites", {}).items():
+    for i, strength in enumerate(c["strengths"]):
+      shares = ", ".join(f"{n} {_f(v[i], 2)}" for n, v in c["share@10"].items())
+      rows.append(f"| {name} | {strength:g} | {shares} | {_f(c['ndcg@10'][i], 4)} | "
+                  f"{_f(c['coverage@10'][i])} | {_f(c['novelty@10'][i], 2)} | {_f(c['ild@10'][i])} |")
+  return "\n".join(rows)
+
+
 def main(argv):
   del argv
   workdir = pathlib.Path(_WORKDIR.value)
@@ -80,8 +137,14 @@ def main(argv):
           f"{r['zero_ablated']['ndcg@10']:.4f}\n")
   if (r := _load(workdir, "interpret/results.json")):
     print("### Latents vs dimensions\n\n" + interpret_table(r) + "\n")
+    if "heldout" in r:
+      print(heldout_table(r) + "\n")
   if (r := _load(workdir, "steer/results.json")):
     print("### Steering\n\n" + steer_table(r, _MODERATE.value, _STRONG.value, _MIN_AUC.value))
+    if "table" in r:
+      print("\n" + method_table(r) + "\n")
+    if r.get("composites"):
+      print(composite_table(r) + "\n")
 
 
 if __name__ == "__main__":

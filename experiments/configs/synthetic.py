@@ -23,6 +23,11 @@ def get_config():
   o.min_len = 20  # sequence lengths, inclusive range
   o.max_len = 50
   o.stay_prob = 0.8  # probability that the genre chain keeps its genre at each step
+  o.min_user_genres = 1  # each user prefers this many genres (uniform in the range)
+  o.max_user_genres = 3
+  o.second_genre_prob = 0.1  # probability that an item also carries a second genre
+  o.popularity_exponent = 1.0  # Zipf exponent of item popularity within a genre
+  o.genre_size_exponent = 0.0  # genre g holds items in proportion to 1/(g+1)**this (0: balanced)
   c.model.max_len = 32
   c.train.num_epochs = 60
   c.train.patience = 10

@@ -48,9 +48,20 @@ class PlantedTruth:
 
 
 def _item_genres(rng: np.random.Generator, num_items: int, num_genres: int,
-                 second_genre_prob: float) -> tuple[np.ndarray, np.ndarray]:
-  """Primary genre int64 [num_items] and membership bool [num_items, G] (primary + second)."""
-  primary = rng.permutation(np.arange(num_items) % num_genres)
+                 second_genre_prob: float, size_exponent: float = 0.0,
+                 ) -> tuple[np.ndarray, np.ndarray]:
+  """Primary genre int64 [num_items] and membership bool [num_items, G] (primary + second).
+
+  Genre g holds a share of the items proportional to 1 / (g + 1) ** size_exponent (0: balanced,
+  counts differing by at most one; every genre keeps at least one item).
+  """
+  if size_exponent:
+    share = (np.arange(num_genres) + 1.0) ** -size_exponent
+    counts = np.maximum(1, np.floor(share / share.sum() * num_items)).astype(np.int64)
+    counts[0] += num_items - counts.sum()
+    primary = rng.permutation(np.repeat(np.arange(num_genres), counts))
+  else:
+    primary = rng.permutation(np.arange(num_items) % num_genres)
   member = np.zeros((num_items, num_genres), dtype=bool)
   member[np.arange(num_items), primary] = True
   has_second = rng.random(num_items) < second_genre_prob
@@ -143,6 +154,7 @@ def make_synthetic_with_truth(
     stay_prob: float = 0.8,
     second_genre_prob: float = 0.1,
     popularity_exponent: float = 1.0,
+    genre_size_exponent: float = 0.0,
     start_spread_days: float = 365.0,
     seed: int = 0,
 ) -> tuple[Dataset, PlantedTruth]:
@@ -157,6 +169,7 @@ def make_synthetic_with_truth(
     stay_prob: probability that the chain keeps its genre at each step.
     second_genre_prob: probability that an item also carries a second genre.
     popularity_exponent: Zipf exponent of item popularity within a genre.
+    genre_size_exponent: genre g holds items in proportion to 1 / (g + 1) ** this (0: balanced).
     start_spread_days: users' first interactions are spread uniformly over this many days.
     seed: the only source of randomness.
 
@@ -172,7 +185,8 @@ def make_synthetic_with_truth(
   if num_users < 1 or not 0.0 <= stay_prob <= 1.0 or not 0.0 <= second_genre_prob <= 1.0:
     raise ValueError("need num_users >= 1 and probabilities in [0, 1]")
   rng = np.random.default_rng(seed)
-  primary, member = _item_genres(rng, num_items, num_genres, second_genre_prob)
+  primary, member = _item_genres(rng, num_items, num_genres, second_genre_prob,
+                                 genre_size_exponent)
   genre_weights = _genre_item_weights(rng, primary, member, popularity_exponent)
   user_genres = _user_genres(rng, num_users, num_genres, min_user_genres, max_user_genres)
   items, genres = _sequences(rng, user_genres, genre_weights, primary, max_len, stay_prob)
@@ -221,6 +235,7 @@ def make_synthetic(
     stay_prob: float = 0.8,
     second_genre_prob: float = 0.1,
     popularity_exponent: float = 1.0,
+    genre_size_exponent: float = 0.0,
     start_spread_days: float = 365.0,
     seed: int = 0,
 ) -> Dataset:
@@ -229,5 +244,6 @@ def make_synthetic(
       num_users=num_users, num_items=num_items, num_genres=num_genres, min_len=min_len,
       max_len=max_len, min_user_genres=min_user_genres, max_user_genres=max_user_genres,
       stay_prob=stay_prob, second_genre_prob=second_genre_prob,
-      popularity_exponent=popularity_exponent, start_spread_days=start_spread_days,
+      popularity_exponent=popularity_exponent, genre_size_exponent=genre_size_exponent,
+      start_spread_days=start_spread_days,
       seed=seed)[0]

@@ -27,7 +27,9 @@ REPORT_NAME = "report.html"
 def write_report(out_dir, *, attribute_names: Sequence[str], per_attribute: Mapping,
                  latent_auc, fire_rate, labels: Mapping[int, Mapping],
                  top_items: Mapping[int, Sequence[tuple[str, str]]],
-                 extra_figures: Mapping[str, Figure] | None = None) -> pathlib.Path:
+                 extra_figures: Mapping[str, Figure] | None = None, heldout: Mapping | None = None,
+                 monosemanticity: tuple[np.ndarray, np.ndarray] | None = None,
+                 label_counts: Mapping[str, int] | None = None) -> pathlib.Path:
   """Writes the PNGs and `report.html` into `out_dir`; returns the path of `report.html`.
 
   Args:
@@ -40,6 +42,10 @@ def write_report(out_dir, *, attribute_names: Sequence[str], per_attribute: Mapp
       one card per entry.
     top_items: per latent, its top items as `(title, attributes)` strings.
     extra_figures: more figures to show (e.g. steering curves), saved as `<name>.png`.
+    heldout: `heldout.compare(...)` results (chosen on SAE users, measured on test users, with
+      intervals): shown first.
+    monosemanticity: `([M], [2d])` monosemanticity of latents and signed dimensions (histogram).
+    label_counts: latents labelled per attribute.
   """
   out_dir = pathlib.Path(out_dir)
   attribute_names = list(attribute_names)
@@ -55,6 +61,8 @@ def write_report(out_dir, *, attribute_names: Sequence[str], per_attribute: Mapp
       "best_corr": _comparison_bars(per_attribute, attribute_names, "corr", "Pearson correlation"),
       "latent_attribute_auc": _auc_heatmap(latent_auc, ordered, labels, attribute_names),
       "fire_rate": _fire_rate_histogram(fire_rate),
+      **({"monosemanticity": _monosemanticity_histogram(*monosemanticity)}
+         if monosemanticity is not None else {}),
       **(extra_figures or {}),
   }
   images = {}
@@ -62,7 +70,8 @@ def write_report(out_dir, *, attribute_names: Sequence[str], per_attribute: Mapp
     images[name] = _png_bytes(figure)
     write_bytes_atomic(out_dir / f"{name}.png", images[name])
 
-  page = _page(attribute_names, per_attribute, images, ordered, labels, top_items, fire_rate)
+  page = _page(attribute_names, per_attribute, images, ordered, labels, top_items, fire_rate,
+               heldout, label_counts)
   path = out_dir / REPORT_NAME
   write_bytes_atomic(path, page.encode("utf-8"))
   return path
@@ -147,6 +156,25 @@ def _fire_rate_histogram(fire_rate: np.ndarray) -> Figure:
   return figure
 
 
+def _monosemanticity_histogram(latent: np.ndarray, dimension: np.ndarray) -> Figure:
+  """Distributions of monosemanticity (1 - c2/c1) for latents and signed dimensions."""
+  figure = Figure(figsize=(6.0, 4.0), layout="constrained")
+  axes = figure.subplots()
+  bins = np.linspace(0, 1, 21)
+  for values, name, color in ((latent, "SAE latents", "tab:orange"),
+                              (dimension, "signed hidden dimensions", "tab:blue")):
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    if len(v):
+      axes.hist(v, bins=bins, density=True, alpha=0.55, color=color,
+                label=f"{name} (n={len(v)}, median {np.median(v):.2f})")
+  axes.set_xlabel("monosemanticity: 1 - (2nd best / best attribute correlation)")
+  axes.set_ylabel("density")
+  axes.legend(fontsize="small")
+  axes.set_title("How much of each feature's association goes to one attribute")
+  return figure
+
+
 def _png_bytes(figure: Figure) -> bytes:
   buffer = io.BytesIO()
   FigureCanvasAgg(figure)  # draws with Agg whatever pyplot backend made the figure
@@ -176,7 +204,29 @@ _CAPTIONS = {
     "best_corr": "Best latent vs best hidden dimension: Pearson correlation",
     "latent_attribute_auc": "Latent x attribute ROC AUC, latents grouped by label",
     "fire_rate": "Firing frequency of the latents",
+    "monosemanticity": "Monosemanticity of latents and hidden dimensions",
+    "steer_pareto": "Steering methods per attribute: share@10 against NDCG@10 kept",
 }
+
+
+def _heldout_table(heldout: Mapping, attribute_names: Sequence[str]) -> str:
+  """Mean best statistic (chosen on SAE users, measured on test users) with 95 % intervals."""
+  e = html.escape
+  mean = heldout.get("mean", {})
+  rows = ["<table><tr><th>statistic</th><th>best latents</th><th>best dimensions</th>"
+          "<th>latents &minus; dimensions</th></tr>"]
+  for statistic in mean.get("latent", {}):
+    cells = [_interval(mean[f].get(statistic)) for f in ("latent", "dimension", "difference")]
+    rows.append(f"<tr><td>{e(statistic)}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+  rows.append("</table>")
+  return "".join(rows)
+
+
+def _interval(entry) -> str:
+  if not entry:
+    return "&ndash;"
+  lo, hi = entry["ci"]
+  return f"{_format(entry['value'])} [{_format(lo)}, {_format(hi)}]"
 
 _COLUMNS = (("best_latent", "best latent"), ("latent_auc", "latent AUC"),
             ("best_neuron", "best dimension"), ("neuron_auc", "dimension AUC"),
@@ -184,7 +234,8 @@ _COLUMNS = (("best_latent", "best latent"), ("latent_auc", "latent AUC"),
             ("latent_precision", "latent precision"), ("neuron_precision", "dimension precision"))
 
 
-def _page(attribute_names, per_attribute, images, ordered, labels, top_items, fire_rate) -> str:
+def _page(attribute_names, per_attribute, images, ordered, labels, top_items, fire_rate,
+          heldout=None, label_counts=None) -> str:
   e = html.escape
   rows = per_attribute["attributes"]
   table = ["<table><tr><th>attribute</th>"
@@ -207,9 +258,15 @@ def _page(attribute_names, per_attribute, images, ordered, labels, top_items, fi
       f"<title>SAE latents vs hidden dimensions</title><style>{_STYLE}</style></head><body>"
       "<h1>SAE latents vs raw hidden dimensions</h1>"
       f"<p>{len(fire_rate)} latents, {int((fire_rate > 0).sum())} fire at least once; "
-      f"{len(labels)} labelled with their best attribute by ROC AUC, {monosemantic} monosemantic. "
+      f"{len(labels)} labelled with their best-correlated attribute, {monosemantic} monosemantic. "
       f"Attributes: {e(', '.join(attribute_names))}.</p>"
-      f"<p>Mean over attributes of the best ROC AUC: latents {_format(mean.get('latent_auc'))}, "
+      + (f"<h2>Chosen on {heldout.get('selection_users', '?')} SAE users, measured on "
+         f"{heldout.get('test_users', '?')} test users (95 % bootstrap intervals over users)</h2>"
+         + _heldout_table(heldout, attribute_names) if heldout else "")
+      + ("<p>Latents labelled per attribute: " + e(", ".join(
+          f"{name} {count}" for name, count in label_counts.items())) + "</p>"
+         if label_counts else "") +
+      f"<p>On the test users alone (chosen and measured there): mean over attributes of the best ROC AUC: latents {_format(mean.get('latent_auc'))}, "
       f"hidden dimensions {_format(mean.get('neuron_auc'))}; of the best correlation: latents "
       f"{_format(mean.get('latent_corr'))}, hidden dimensions {_format(mean.get('neuron_corr'))}. "
       "A hidden dimension is scored as x and as &minus;x. A latent is monosemantic when the AUC and "
@@ -227,7 +284,8 @@ def _card(latent: int, label: Mapping, items: Sequence[tuple[str, str]]) -> str:
   entries = "".join(f'<li>{e(title)} <span class="attrs">{e(attributes)}</span></li>'
                     for title, attributes in items)
   return (f'<div class="card"><h3>latent {int(latent)}: {e(label["attribute"])}{badge}</h3>'
-          f'AUC {_format(label["auc"])}, precision {_format(label["precision"])}'
+          f'corr {_format(label.get("corr"))}, AUC {_format(label["auc"])}, '
+          f'precision {_format(label["precision"])}'
           f"{'<ol>' + entries + '</ol>' if entries else ''}</div>")
 
 

@@ -276,5 +276,8 @@ def write_interpret_report(workdir: str | pathlib.Path, extra_figures=None) -> p
       out_dir, attribute_names=names,
       per_attribute={"attributes": results["attributes"], "mean": results["mean"]},
       latent_auc=stats["latent_auc"], fire_rate=stats["latent_fire_rate"], labels=labels,
-      top_items=top_items, extra_figures=extra_figures,
+      top_items=top_items, extra_figures=extra_figures, heldout=results.get("heldout"),
+      monosemanticity=((stats["latent_monosemanticity"], stats["neuron_monosemanticity"])
+                       if "latent_monosemanticity" in stats else None),
+      label_counts=results.get("label_counts"),
   )
