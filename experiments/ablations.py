@@ -35,8 +35,8 @@ ABLATIONS = {
     "sae: topk k=32": {"sae.variant": "topk"},
     "sae: topk k=16": {"sae.variant": "topk", "sae.k": 16},
     "sae: topk k=24": {"sae.variant": "topk", "sae.k": 24},
-    "sae: topk k=32, M=1024": {"sae.variant": "topk", "sae.dict_size": 1024},
-    "sae: topk k=24, M=1024": {"sae.variant": "topk", "sae.k": 24, "sae.dict_size": 1024},
+    "sae: topk k=32 M=1024": {"sae.variant": "topk", "sae.dict_size": 1024},
+    "sae: topk k=24 M=1024": {"sae.variant": "topk", "sae.k": 24, "sae.dict_size": 1024},
     "sae: batchtopk k=32": {"sae.variant": "batchtopk"},
     "sae: l1 x2": {"sae.l1_coeff": 1.0},
     "sae: l1 x0.5": {"sae.l1_coeff": 0.25},
@@ -47,6 +47,9 @@ ABLATIONS = {
     "layer: blocks_1": {"sae.layer": "blocks_1"},
     "layer: final_norm": {"sae.layer": "final_norm"},
     "recommender: dropout 0.1": {"model.dropout_rate": 0.1},
+    "recommender: embeddings x sqrt(d)": {"model.scale_embeddings": True},
+    "recommender: sqrt(d) and dropout 0.1": {"model.scale_embeddings": True,
+                                             "model.dropout_rate": 0.1},
 }
 _RECOMMENDER_PREFIXES = ("model.", "train.", "data.", "seed")
 _RECOMMENDER_FILES = ("results.json", "config.json", "stage.json", "metrics.jsonl", "checkpoints")

@@ -29,6 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.num_heads = 2
   c.model.mlp_dim = 256  # MLP width (4 d, as GPT-2)
   c.model.dropout_rate = 0.2  # on embeddings, attention weights, attention and MLP outputs
+  c.model.scale_embeddings = False  # multiply input item embeddings by sqrt(d) (original SASRec)
   c.model.dtype = "float32"  # activations and matmuls; bfloat16 on accelerators
 
   c.train = ml_collections.ConfigDict()

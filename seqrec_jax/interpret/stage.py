@@ -1,15 +1,24 @@
 """The `interpret` stage: score SAE latents and raw hidden dimensions against item attributes.
 
-Reads the recommender and SAE from the workdir, captures the SAE's layer at every real position of
-the test users, and writes into `DIR/interpret/`:
+Reads the recommender and SAE from the workdir and captures the SAE's layer at every real position
+of the test users and of (at most `interpret.selection_users`) SAE users. Features are *chosen* on
+the SAE users and *measured* on the test users (`heldout`), with user-bootstrap intervals. Writes
+into `DIR/interpret/`:
 
-* `results.json`: `label_position`, `num_positions`, `attributes` (per attribute name:
-  `best_latent`, `latent_auc`, `best_neuron`, `neuron_auc`, `latent_corr`, `neuron_corr`,
-  `latent_precision`, `neuron_precision`), `mean` (those averaged over attributes), `labels` (per
-  latent id: `attribute`, `auc`, `precision`, `monosemantic`), and `top_examples` per labelled
-  latent;
-* `statistics.npz`: the full `[M, G]` latent statistics, `[2d, G]` signed-dimension statistics,
-  and each latent's typical activation (mean when active), used by steering;
+* `results.json`: `label_position`, `num_positions`, `attributes` (per attribute name, on the
+  test users alone: `best_latent`, `latent_auc`, `best_neuron`, `neuron_auc`, `latent_corr`,
+  `neuron_corr`, `latent_precision`, `neuron_precision`), `mean` (those averaged over
+  attributes), `labels` (per labelled latent id: `attribute`, `corr`, `f1`, `auc`, `precision`,
+  `monosemantic`), `label_counts`, `top_examples` per labelled latent, `heldout` (per attribute
+  and averaged: the best latent and the best signed dimension by AUC, correlation and F1 chosen
+  on the SAE users, measured on the test users, with 95 % intervals; `difference` = latents minus
+  dimensions) and `monosemanticity` (distribution summaries for latents and dimensions);
+* `statistics.npz`: the `[M, G]` latent and `[2d, G]` signed-dimension statistics on the test
+  users (`latent_*`, `neuron_*`) and on the SAE users (`selection_*`), each feature's
+  monosemanticity, each latent's typical activation (mean when active, on the SAE users: the
+  steering unit), its logit effect `[M, V]` and attribute effect `[M, G]` (`effects`);
+* `dashboards.json`: per latent its label, firing rate, monosemanticity, activation histogram,
+  top items and sequences, and the items and attributes its decoder direction promotes;
 * `report.html` with its PNGs.
 """
 

@@ -32,6 +32,9 @@ class ModelConfig:
   num_heads: int = struct.field(pytree_node=False, default=2)
   mlp_dim: int = struct.field(pytree_node=False, default=256)  # MLP hidden width (4 d)
   dropout_rate: float = struct.field(pytree_node=False, default=0.1)
+  # Multiply the item embeddings by sqrt(d) on input (the original SASRec's scaling); the output
+  # table stays unscaled.
+  scale_embeddings: bool = struct.field(pytree_node=False, default=False)
   deterministic: bool = struct.field(pytree_node=False, default=True)  # True disables dropout
   # Activation and matmul dtype ("bfloat16" on accelerators). Parameters stay float32 (the
   # master weights), LayerNorm statistics and the attention softmax run in float32, item logits
@@ -132,7 +135,10 @@ class SequentialRecommender(nn.Module):
     """`input_ids[B, L]` int32 -> hidden states `[B, L, d]`."""
     cfg = self.config
     positions = jnp.arange(input_ids.shape[-1])
-    x = self.item_embedding(input_ids) + self.position_embedding(positions)
+    x = self.item_embedding(input_ids)
+    if cfg.scale_embeddings:
+      x = x * jnp.sqrt(jnp.asarray(cfg.hidden_dim, x.dtype))
+    x = x + self.position_embedding(positions)
     x = self.embed_dropout(x, deterministic=cfg.deterministic).astype(cfg.dtype)
     mask = attention_mask(input_ids, cfg.causal)
     for block in self.blocks:

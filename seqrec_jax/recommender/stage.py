@@ -51,7 +51,8 @@ def model_config(config: ml_collections.ConfigDict, num_items: int) -> ModelConf
   return ModelConfig(
       kind=m.kind, num_items=num_items, max_len=m.max_len, hidden_dim=m.hidden_dim,
       num_blocks=m.num_blocks, num_heads=m.num_heads, mlp_dim=m.mlp_dim,
-      dropout_rate=m.dropout_rate, dtype=m.get("dtype", "float32"),
+      dropout_rate=m.dropout_rate, scale_embeddings=bool(m.get("scale_embeddings", False)),
+      dtype=m.get("dtype", "float32"),
   )
 
 

@@ -218,7 +218,9 @@ def run(config, workdir: str | pathlib.Path) -> dict:
           int(stats["selection_neuron_sign"][column]))
       return methods_lib.direction_steer(layer, vector, strength, positions=s.positions)
     if method == "probe":
-      vector = probes.setdefault(g, methods_lib.probe_direction(sel_hidden, sel_labels[:, g]))
+      if g not in probes:
+        probes[g] = methods_lib.probe_direction(sel_hidden, sel_labels[:, g])
+      vector = probes[g]
       return methods_lib.direction_steer(layer, vector, strength, positions=s.positions)
     if method == "rerank":
       return methods_lib.rerank_steer(multi_hot[:, g], strength * score_unit)
