@@ -55,6 +55,7 @@ def typical_activation(latents: np.ndarray) -> np.ndarray:
 
 
 def _top_examples_json(dataset, acts, top, labels_by_latent, history: int = 5) -> dict:
+  index = _history_index(acts)
   out = {}
   for latent in labels_by_latent:
     items = [int(i) for i in top["top_items"][latent] if i > 0]
@@ -62,15 +63,30 @@ def _top_examples_json(dataset, acts, top, labels_by_latent, history: int = 5) -
     out[str(latent)] = {
         "items": [{"item": i, "title": item_text(dataset, i)[0],
                    "attributes": item_text(dataset, i)[1]} for i in items],
-        "sequences": [_sequence_example(dataset, acts, r, history) for r in rows],
+        "sequences": [_sequence_example(dataset, acts, index, r, history) for r in rows],
     }
   return out
 
 
-def _sequence_example(dataset, acts, row: int, history: int) -> dict:
-  """The user, position and the last few items up to that position of one activation row."""
-  same = np.flatnonzero((acts.rows == acts.rows[row]) & (acts.positions <= acts.positions[row]))
-  items = acts.items[same[np.argsort(acts.positions[same])]][-history:]
+def _history_index(acts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """`(order, rank, block_start)` `[N]` each, built once in O(N log N): `order` sorts the
+  activations by sequence then position, `rank[i]` is activation i's place in that order and
+  `block_start[k]` where the sequence of the k-th sorted activation begins."""
+  order = np.lexsort((acts.positions, acts.rows))
+  rank = np.empty_like(order)
+  rank[order] = np.arange(len(order))
+  sorted_rows = acts.rows[order]
+  starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
+  block_start = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+  return order, rank, block_start
+
+
+def _sequence_example(dataset, acts, index, row: int, history: int) -> dict:
+  """The user, position and the last few items up to that position of one activation row
+  (`index` from `_history_index`: O(history) per example, not O(N))."""
+  order, rank, block_start = index
+  k = rank[row]
+  items = acts.items[order[max(block_start[k], k - history + 1):k + 1]]
   return {"user": str(dataset.interactions.user_ids[acts.users[row]]),
           "position": int(acts.positions[row]),
           "items": [str(dataset.attributes.titles[i]) for i in items]}

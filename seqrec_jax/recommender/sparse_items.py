@@ -19,7 +19,12 @@ import jax.numpy as jnp
 
 from seqrec_jax.core import sparse_rows, training
 from seqrec_jax.recommender import losses
-from seqrec_jax.recommender.model import PAD_ID, ModelConfig, SequentialRecommender, make_model
+from seqrec_jax.recommender.model import (
+  PAD_ID,
+  ModelConfig,
+  SequentialRecommender,
+  make_model,
+)
 
 TABLE_PATH = ("item_embedding", "embedding")
 
