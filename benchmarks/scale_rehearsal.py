@@ -172,11 +172,13 @@ def _run_child(cmd: list[str], env: dict) -> tuple[float, float, str]:
 
 
 _PARSE = """
-import json, sys, time
+import json, os, pathlib, sys, time
 from seqrec_jax import data
+prepared = pathlib.Path(os.environ["SEQREC_DATA_DIR"]) / "prepared"
+cached = prepared.is_dir() and any(prepared.iterdir())
 start = time.perf_counter()
 ds = data.load_dataset("ml-20m", data_dir=sys.argv[1])
-print(json.dumps({"seconds": time.perf_counter() - start,
+print(json.dumps({"seconds": time.perf_counter() - start, "from_cache": cached,
                   "interactions": int(ds.interactions.num_interactions),
                   "users": int(ds.interactions.num_users),
                   "items": int(ds.interactions.num_items - 1)}))
@@ -207,9 +209,10 @@ def run_stage(stage: str, args, data_dir: pathlib.Path, workdir: pathlib.Path, e
                throughput=r["steps"] * 128 / r["train_seconds"], unit="training sequences/s",
                eval_users_per_s=evaluated / max(seconds - r["train_seconds"], 1e-9))
   elif stage == "train_sae":
-    match = re.search(r"train_sae: (\d+) activations of (\d+) SAE users in ([\d.]+)s", output)
+    match = re.search(r"train_sae: \S+ activations of (\d+) SAE users in ([\d.]+)s: (\d+) train, "
+                      r"(\d+) validation", output)
     if match:
-      count, users, capture = int(match[1]), int(match[2]), float(match[3])
+      users, capture, count = int(match[1]), float(match[2]), int(match[3]) + int(match[4])
       row.update(activations=count, sae_users=users, capture_seconds=capture,
                  throughput=count / capture, unit="activations captured/s")
   elif stage == "interpret":

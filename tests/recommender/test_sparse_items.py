@@ -12,7 +12,7 @@ import optax
 import pytest
 
 from seqrec_jax.core import sparse_rows, training
-from seqrec_jax.recommender import sparse_items
+from seqrec_jax.recommender import losses, sparse_items
 from seqrec_jax.recommender import stage as recommender_stage
 from seqrec_jax.recommender.model import ModelConfig, init_params
 from tests.helpers import sparse_steps
@@ -87,3 +87,32 @@ def test_lazy_adam_needs_the_sampled_loss():
     recommender_stage.make_optimizer(config)
   config.train.item_optimizer, config.train.loss = "lazy_adam", "sampled"
   assert isinstance(recommender_stage.make_optimizer(config), sparse_rows.SparseRowsOptimizer)
+
+
+def _step_temp_bytes(num_items: int, lazy: bool) -> int:
+  """XLA's temporary buffer bytes of one compiled (donating) sampled-softmax step."""
+  cfg = ModelConfig(kind="sasrec", num_items=num_items, max_len=8, hidden_dim=8, num_blocks=1,
+                    num_heads=2, mlp_dim=16, dropout_rate=0.1)
+  if lazy:
+    tx = sparse_rows.SparseRowsOptimizer(dense=optax.adam(1e-3), rows=sparse_rows.LazyAdam(1e-3),
+                                         path=sparse_items.TABLE_PATH)
+    fns = sparse_items.make_step_fns(cfg, tx, num_negatives=64)
+  else:
+    tx = optax.adam(1e-3)
+    fns = recommender_stage.make_step_fns(cfg, tx, losses.make_item_loss("sampled",
+                                                                         num_negatives=64))
+  state = jax.eval_shape(lambda: training.create_train_state(
+      init_params(cfg, jax.random.PRNGKey(0)), tx, seed=0))
+  batch = {k: jax.ShapeDtypeStruct((4, 8), np.int32) for k in ("input_ids", "labels")}
+  compiled = training.Parallel("jit").compile(fns).lower(state, batch).compile()
+  return compiled.memory_analysis().temp_size_in_bytes
+
+
+def test_lazy_step_needs_no_table_sized_buffer():
+  """The lazy step's temporaries do not grow with the catalogue (the dense step's grow by at
+  least a table: its gradient), so no table-sized work runs beside the in-place scatters."""
+  small, large = 1_000, 200_000
+  table_bytes = (large - small) * 8 * 4
+  assert _step_temp_bytes(large, lazy=False) >= table_bytes  # the measure sees a dense gradient
+  lazy_growth = _step_temp_bytes(large, lazy=True) - _step_temp_bytes(small, lazy=True)
+  assert lazy_growth < table_bytes / 10
