@@ -141,7 +141,8 @@ def _run_worker(variant: str, num_items: int, args) -> dict:
          f"--batch_size={args.batch_size}", f"--max_len={args.max_len}",
          f"--hidden_dim={args.hidden_dim}", f"--num_blocks={args.num_blocks}"]
   load = os.getloadavg()[0]
-  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
+  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S,
+                        check=False)
   if proc.returncode:
     raise RuntimeError(f"{variant} worker at {num_items:,} items failed ({proc.returncode}):\n"
                        f"{proc.stderr[-4000:]}")

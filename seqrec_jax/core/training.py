@@ -10,6 +10,10 @@ batch compute the same loss and gradients:
   are `psum`-reduced over the `'batch'` axis.
 * `mesh`: `jax.jit` with `NamedSharding`s over a 1-D `Mesh(('batch',))`; the state is
   replicated, the batch sharded on its first axis, and XLA inserts the reductions.
+
+With `tx` a `sparse_rows.SparseRowsOptimizer` the step differentiates with respect to the rows of
+one big table that `StepFns.rows_fn` names (under pmap: their union over devices) instead of the
+whole table, and updates only those (lazy Adam); the three modes work alike.
 """
 
 from __future__ import annotations
