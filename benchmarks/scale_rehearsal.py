@@ -268,20 +268,25 @@ def main(argv=None):
     rate = f"{row['throughput']:,.0f} {row['unit']}" if "throughput" in row else "-"
     print(f"{stage:18s} wall {row['wall_seconds']:8.1f} s  peak RSS {row['peak_rss_mib']:8,.0f} MiB"
           f"  {rate}  (load before {load:.2f})", flush=True)
+    _record(common, env_record, args, sizes, write_seconds, rows, done=len(rows) == len(stages))
+
+
+def _record(common, env_record, args, sizes, write_seconds, rows, done: bool) -> None:
+  """Writes the results so far (after every stage, so a long run interrupted keeps them)."""
   total = sum(r["wall_seconds"] for r in rows.values())
   slowest = max(rows, key=lambda s: rows[s]["wall_seconds"])
   peak = max(r["peak_rss_mib"] for r in rows.values())
-  print(f"total {total:.0f} s; slowest stage {slowest} ({rows[slowest]['wall_seconds']:.0f} s); "
-        f"largest peak RSS {peak:,.0f} MiB", flush=True)
+  if done:
+    print(f"total {total:.0f} s; slowest stage {slowest} ({rows[slowest]['wall_seconds']:.0f} s); "
+          f"largest peak RSS {peak:,.0f} MiB", flush=True)
   common.record(
       "scale_rehearsal", env_record, figure=total, unit="s (all stages, wall)", reference=None,
       ratio=None, summary=f"scale {args.scale:g}: {total:.0f} s, slowest {slowest}, "
-                          f"peak RSS {peak:,.0f} MiB",
+                          f"peak RSS {peak:,.0f} MiB" + ("" if done else " (unfinished)"),
       figure_definition="wall seconds of the stages run, each in its own process",
       reference_definition="none", scale=args.scale, sizes=sizes, write_seconds=write_seconds,
-      train_steps=args.train_steps, sae_steps=args.sae_steps, stages=rows,
-      slowest_stage=slowest, largest_peak_rss_mib=peak)
-
+      train_steps=args.train_steps, sae_steps=args.sae_steps, overrides=args.override,
+      stages=rows, finished=done, slowest_stage=slowest, largest_peak_rss_mib=peak)
 
 if __name__ == "__main__":
   main()
