@@ -39,6 +39,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.loss_chunk_size = 8192  # chunked: items per chunk
   c.train.num_negatives = 8192  # sampled: negatives shared across the batch
   c.train.negative_sampling = "uniform"  # sampled: uniform | popularity (with logQ correction)
+  # dense (Adam on the whole item table) | lazy_adam (sampled only: Adam on the rows a step uses,
+  # the others untouched; step time independent of the catalogue size, core.sparse_rows)
+  c.train.item_optimizer = "dense"
   c.train.grad_clip_norm = 0.0  # 0 disables clipping
   c.train.num_epochs = 200  # upper bound; early stopping usually ends sooner
   c.train.max_steps = 0  # optional cap on optimisation steps (0: none)

@@ -10,6 +10,10 @@ batch compute the same loss and gradients:
   are `psum`-reduced over the `'batch'` axis.
 * `mesh`: `jax.jit` with `NamedSharding`s over a 1-D `Mesh(('batch',))`; the state is
   replicated, the batch sharded on its first axis, and XLA inserts the reductions.
+
+With `tx` a `sparse_rows.SparseRowsOptimizer` the step differentiates with respect to the rows of
+one big table that `StepFns.rows_fn` names (under pmap: their union over devices) instead of the
+whole table, and updates only those (lazy Adam); the three modes work alike.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import numpy as np
 import optax
 from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from seqrec_jax.core import sparse_rows
 
 AXIS = "batch"
 MODES = ("jit", "pmap", "mesh")
@@ -64,6 +70,10 @@ class StepFns:
   update_model_state: Callable | None = None
   # params -> params, applied after each update (e.g. unit-norm decoder columns).
   project_params: Callable | None = None
+  # With `tx` a `sparse_rows.SparseRowsOptimizer`: (batch, rng) -> int32 [R], the sorted unique
+  # rows of its table the step uses, padded with V. `loss_fn` then sees those `[R, d]` rows in
+  # place of the table and the row ids as `batch[sparse_rows.ROWS_KEY]`.
+  rows_fn: Callable | None = None
 
 
 def train_step(state: TrainState, batch, fns: StepFns, axis_name: str | None = None):
@@ -73,15 +83,25 @@ def train_step(state: TrainState, batch, fns: StepFns, axis_name: str | None = N
   if axis_name is not None:
     rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
 
+  sparse = isinstance(fns.tx, sparse_rows.SparseRowsOptimizer)
+  diff_params = state.params
+  if sparse:
+    rows, values = _gather_rows(state.params, batch, rng, fns, axis_name)
+    diff_params = sparse_rows.with_path(state.params, fns.tx.path, values)
+    batch = {**batch, sparse_rows.ROWS_KEY: rows}
+
   def objective(params):
     loss_sum, aux = fns.loss_fn(params, state.model_state, batch, rng)
     total = jnp.maximum(psum(aux.count), 1)
     return loss_sum / total, (loss_sum, total, aux)
 
-  grads, (loss_sum, total, aux) = jax.grad(objective, has_aux=True)(state.params)
+  grads, (loss_sum, total, aux) = jax.grad(objective, has_aux=True)(diff_params)
   grads = psum(grads)
-  updates, opt_state = fns.tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
+  if sparse:
+    params, opt_state = fns.tx.update(state.params, state.opt_state, rows, values, grads)
+  else:
+    updates, opt_state = fns.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
   if fns.project_params is not None:
     params = fns.project_params(params)
   model_state = state.model_state
@@ -93,6 +113,18 @@ def train_step(state: TrainState, batch, fns: StepFns, axis_name: str | None = N
       step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state
   )
   return new_state, metrics
+
+
+def _gather_rows(params, batch, rng, fns: StepFns, axis_name):
+  """The step's rows `[R]` (the same on every device) and their current values `[R, d]`."""
+  if fns.rows_fn is None:
+    raise ValueError("a SparseRowsOptimizer needs StepFns.rows_fn (the rows each step uses)")
+  table = sparse_rows.get_path(params, fns.tx.path)
+  rows = fns.rows_fn(batch, rng)
+  if axis_name is not None:  # the union over devices, so that the rows' gradients psum
+    every = jax.lax.all_gather(rows, axis_name).reshape(-1)
+    rows = jnp.unique(every, size=every.size, fill_value=table.shape[0])
+  return rows, table.at[rows].get(mode="fill", fill_value=0)
 
 
 def _global_norm(tree) -> jax.Array:

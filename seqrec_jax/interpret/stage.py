@@ -67,20 +67,36 @@ def typical_activation(latents: np.ndarray) -> np.ndarray:
 
 
 def _top_examples_json(dataset, acts, top, labels_by_latent, history: int = 5) -> dict:
+  index = _history_index(acts)
   out = {}
   for latent in labels_by_latent:
     out[str(latent)] = {
         "items": [_item_json(dataset, int(i)) for i in top["top_items"][latent] if i > 0],
-        "sequences": [_sequence_example(dataset, acts, int(r), history)
+        "sequences": [_sequence_example(dataset, acts, index, int(r), history)
                       for r in top["top_rows"][latent] if r >= 0],
     }
   return out
 
 
-def _sequence_example(dataset, acts, row: int, history: int) -> dict:
-  """The user, position and the last few items up to that position of one activation row."""
-  same = np.flatnonzero((acts.rows == acts.rows[row]) & (acts.positions <= acts.positions[row]))
-  items = acts.items[same[np.argsort(acts.positions[same])]][-history:]
+def _history_index(acts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """`(order, rank, block_start)` `[N]` each, built once in O(N log N): `order` sorts the
+  activations by sequence then position, `rank[i]` is activation i's place in that order and
+  `block_start[k]` where the sequence of the k-th sorted activation begins."""
+  order = np.lexsort((acts.positions, acts.rows))
+  rank = np.empty_like(order)
+  rank[order] = np.arange(len(order))
+  sorted_rows = acts.rows[order]
+  starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
+  block_start = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+  return order, rank, block_start
+
+
+def _sequence_example(dataset, acts, index, row: int, history: int) -> dict:
+  """The user, position and the last few items up to that position of one activation row
+  (`index` from `_history_index`: O(history) per example, not O(N))."""
+  order, rank, block_start = index
+  k = rank[row]
+  items = acts.items[order[max(block_start[k], k - history + 1):k + 1]]
   return {"user": str(dataset.interactions.user_ids[acts.users[row]]),
           "position": int(acts.positions[row]),
           "items": [str(dataset.attributes.titles[i]) for i in items]}
@@ -237,6 +253,7 @@ def latent_dashboards(dataset, latents, stats, labels, mono, top, acts, logit_ef
                       attribute_effect, names, *, num_bins: int = 20, history: int = 5) -> dict:
   """Per latent (keyed by its id): label, firing rate, monosemanticity, top items and sequences, a histogram of its
   positive activations, and its logit effect (the items and attributes it promotes)."""
+  index = _history_index(acts)
   out = {}
   for j in range(latents.shape[1]):
     column = latents[:, j]
@@ -255,7 +272,7 @@ def latent_dashboards(dataset, latents, stats, labels, mono, top, acts, logit_ef
                                if np.isfinite(stats["auc"][j]).any() else None),
         "histogram": {"edges": [float(x) for x in edges], "counts": [int(c) for c in counts]},
         "top_items": [_item_json(dataset, int(i)) for i in top["top_items"][j] if i > 0],
-        "top_sequences": [_sequence_example(dataset, acts, int(r), history)
+        "top_sequences": [_sequence_example(dataset, acts, index, int(r), history)
                           for r in top["top_rows"][j] if r >= 0],
         "logit_effect": {
             "items": [{**_item_json(dataset, int(i)), "effect": float(logit_effect[j, i])}

@@ -143,6 +143,14 @@ def sample_negatives(rng: jax.Array, num_negatives: int, log_q: jax.Array) -> ja
   return jax.random.categorical(rng, log_q, shape=(num_negatives,)).astype(jnp.int32)
 
 
+def draw_negatives(rng: jax.Array, num_negatives: int, num_items: int,
+                   log_q: jax.Array | None) -> jax.Array:
+  """`[S]` negative ids in 1..num_items-1: uniform when `log_q` is None, else from `exp(log_q)`."""
+  if log_q is None:
+    return jax.random.randint(rng, (num_negatives,), 1, num_items, dtype=jnp.int32)
+  return sample_negatives(rng, num_negatives, log_q)
+
+
 def sampled_softmax_ce(hidden, table, labels, *, negatives: jax.Array, log_q: jax.Array | None):
   """Sampled softmax with negatives `[S]` shared by every row.
 
@@ -177,11 +185,7 @@ def make_item_loss(kind: str = "full", *, chunk_size: int = 8192, num_negatives:
   if kind == "sampled":
 
     def sampled(hidden, table, labels, rng):
-      num_items = table.shape[0]
-      if log_q is None:
-        negatives = jax.random.randint(rng, (num_negatives,), 1, num_items, dtype=jnp.int32)
-      else:
-        negatives = sample_negatives(rng, num_negatives, log_q)
+      negatives = draw_negatives(rng, num_negatives, table.shape[0], log_q)
       return sampled_softmax_ce(hidden, table, labels, negatives=negatives, log_q=log_q)
 
     return sampled

@@ -133,9 +133,15 @@ class SequentialRecommender(nn.Module):
 
   def __call__(self, input_ids: jax.Array) -> jax.Array:
     """`input_ids[B, L]` int32 -> hidden states `[B, L, d]`."""
+    return self.encode(self.item_embedding(input_ids), input_ids)
+
+  def encode(self, item_vectors: jax.Array, input_ids: jax.Array) -> jax.Array:
+    """Hidden states `[B, L, d]` from the input items' embedding rows `item_vectors[B, L, d]`
+    (`input_ids` gives the padding mask). Lets a caller supply rows it gathered itself
+    (`recommender.sparse_items`), without the table."""
     cfg = self.config
     positions = jnp.arange(input_ids.shape[-1])
-    x = self.item_embedding(input_ids)
+    x = item_vectors
     if cfg.scale_embeddings:
       x = x * jnp.sqrt(jnp.asarray(cfg.hidden_dim, x.dtype))
     x = x + self.position_embedding(positions)

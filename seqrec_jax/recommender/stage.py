@@ -20,11 +20,11 @@ from absl import logging
 
 from seqrec_jax import data as data_lib
 from seqrec_jax.recommender import input_pipeline
-from seqrec_jax.recommender import losses
+from seqrec_jax.recommender import losses, sparse_items
 from seqrec_jax.data import splits
 from seqrec_jax.core import training
 from seqrec_jax.core.checkpoints import Checkpointer
-from seqrec_jax.core import distributed, loop, stage_record
+from seqrec_jax.core import distributed, loop, sparse_rows, stage_record
 from seqrec_jax.core.files import write_json
 from seqrec_jax.core.metric_writer import MetricWriter
 from seqrec_jax.recommender import evaluation
@@ -81,17 +81,47 @@ def make_step_fns(model_cfg: ModelConfig, tx: optax.GradientTransformation,
 # ----------------------------------------------------------------------------- loop
 
 
+def _log_q(config, split: splits.Split, num_items: int):
+  t = config.train
+  if t.get("loss", "full") == "sampled" and t.get("negative_sampling", "uniform") == "popularity":
+    return losses.popularity_log_q(np.bincount(split.train.items, minlength=num_items))
+  return None
+
+
 def item_loss_from_config(config, split: splits.Split, num_items: int):
   t = config.train
-  log_q = None
-  if t.get("loss", "full") == "sampled" and t.get("negative_sampling", "uniform") == "popularity":
-    log_q = losses.popularity_log_q(np.bincount(split.train.items, minlength=num_items))
   return losses.make_item_loss(t.get("loss", "full"), chunk_size=t.get("loss_chunk_size", 8192),
-                               num_negatives=t.get("num_negatives", 8192), log_q=log_q)
+                               num_negatives=t.get("num_negatives", 8192),
+                               log_q=_log_q(config, split, num_items))
 
 
-def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+def step_fns_from_config(config, split: splits.Split, model_cfg: ModelConfig,
+                         tx) -> training.StepFns:
+  """The train step of `config.train` (`loss`, `item_optimizer`) for `make_optimizer`'s `tx`."""
+  if isinstance(tx, sparse_rows.SparseRowsOptimizer):
+    return sparse_items.make_step_fns(model_cfg, tx, num_negatives=config.train.num_negatives,
+                                      log_q=_log_q(config, split, model_cfg.num_items))
+  return make_step_fns(model_cfg, tx, item_loss_from_config(config, split, model_cfg.num_items))
+
+
+ITEM_OPTIMIZERS = ("dense", "lazy_adam")
+
+
+def make_optimizer(config: ml_collections.ConfigDict):
+  """Adam (`optax`), or with `train.item_optimizer = "lazy_adam"` a
+  `sparse_rows.SparseRowsOptimizer`: lazy Adam on the item rows a step uses, Adam on the rest."""
   t = config.train
+  item_optimizer = t.get("item_optimizer", "dense")
+  if item_optimizer not in ITEM_OPTIMIZERS:
+    raise ValueError(f"train.item_optimizer must be one of {ITEM_OPTIMIZERS}, "
+                     f"got {item_optimizer!r}")
+  if item_optimizer == "lazy_adam":
+    if t.get("loss", "full") != "sampled":
+      raise ValueError("train.item_optimizer='lazy_adam' needs train.loss='sampled' (the full "
+                       f"and chunked losses use every item row each step); got {t.loss!r}")
+    return sparse_rows.SparseRowsOptimizer(
+        dense=optax.adam(t.learning_rate), rows=sparse_rows.LazyAdam(t.learning_rate),
+        path=sparse_items.TABLE_PATH, clip_norm=float(t.get("grad_clip_norm") or 0.0))
   tx = optax.adam(t.learning_rate)
   if t.get("grad_clip_norm"):
     tx = optax.chain(optax.clip_by_global_norm(t.grad_clip_norm), tx)
@@ -163,7 +193,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
   tx = make_optimizer(config)
   parallel = training.Parallel(config.parallel)
-  step_fn = parallel.compile(make_step_fns(model_cfg, tx, item_loss_from_config(config, split, inter.num_items)))
+  step_fn = parallel.compile(step_fns_from_config(config, split, model_cfg, tx))
   state = training.create_train_state(
       init_params(model_cfg, jax.random.PRNGKey(config.seed)), tx, config.seed
   )
