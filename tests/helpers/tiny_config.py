@@ -31,7 +31,6 @@ def get_sae_config(**sae_fields):
   c = get_config()
   c.train.num_epochs = 1
   c.train.max_steps = 2  # the SAE stage needs a recommender, not a good one
-  c.sae.variant = "relu_l1"  # the tests' SAE (the default topk would keep all 32 of 32 latents)
   c.sae.dict_size = 32
   c.sae.batch_size = 64
   c.sae.num_epochs = 4
