@@ -117,3 +117,21 @@ def test_outputs_without_a_record_are_refused(finished, tmp_path):
   (workdir / "steer" / "stage.json").unlink()
   with pytest.raises(StageMismatchError, match="without a stage record"):
     stages.steer(_config(), workdir)
+
+
+def test_a_setting_added_later_matches_only_the_behaviour_it_preserves(tmp_path):
+  from seqrec_jax.core import stage_record
+
+  stage_dir = tmp_path / "stage"
+  run = stage_record.begin("x", stage_dir, tmp_path, {"a": 1}, outputs=("results.json",),
+                           overwrite=False)
+  stage_record.finish(stage_dir, run, {"v": 1})
+  again = stage_record.begin("x", stage_dir, tmp_path, {"a": 1, "model.scale_embeddings": False},
+                             outputs=("results.json",), overwrite=False)
+  assert again.results == {"v": 1}  # a record from before the field existed ran without it
+  with pytest.raises(StageMismatchError, match="model.scale_embeddings: False -> True"):
+    stage_record.begin("x", stage_dir, tmp_path, {"a": 1, "model.scale_embeddings": True},
+                       outputs=("results.json",), overwrite=False)
+  with pytest.raises(StageMismatchError, match="b: '<unset>' -> 2"):
+    stage_record.begin("x", stage_dir, tmp_path, {"a": 1, "b": 2}, outputs=("results.json",),
+                       overwrite=False)

@@ -39,6 +39,11 @@ from seqrec_jax.core.files import read_json, write_json
 RECORD = "stage.json"
 
 
+# Settings added after records were first written, each with the value that reproduces what ran
+# before it existed: a record without the key matches that value (and only that value).
+ADDED_SETTINGS = {"model.scale_embeddings": False, "train.item_optimizer": "dense"}
+
+
 class StageMismatchError(ValueError):
   """A stage's directory holds results computed from other settings or another upstream run."""
 
@@ -104,8 +109,9 @@ def _differences(saved: dict, record: dict) -> dict[str, str]:
   out = {}
   before, now = saved.get("settings", {}), record["settings"]
   for key in sorted(set(before) | set(now)):
-    if before.get(key, "<unset>") != now.get(key, "<unset>"):
-      out[key] = f"{key}: {before.get(key, '<unset>')!r} -> {now.get(key, '<unset>')!r}"
+    old = before.get(key, ADDED_SETTINGS.get(key, "<unset>"))
+    if old != now.get(key, "<unset>"):
+      out[key] = f"{key}: {old!r} -> {now.get(key, '<unset>')!r}"
   for rel in sorted(set(saved.get("upstream", {})) | set(record["upstream"])):
     if saved.get("upstream", {}).get(rel) != record["upstream"].get(rel):
       out[f"upstream {rel}"] = f"upstream {rel} was redone"
