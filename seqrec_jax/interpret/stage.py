@@ -254,13 +254,17 @@ def latent_dashboards(dataset, latents, stats, labels, mono, top, acts, logit_ef
   """Per latent (keyed by its id): label, firing rate, monosemanticity, top items and sequences, a histogram of its
   positive activations, and its logit effect (the items and attributes it promotes)."""
   index = _history_index(acts)
+  # One sort over all latents: the 10 items each promotes most (item 0 pads) and its attributes
+  # by effect.
+  promoted_items = np.argsort(-logit_effect[:, 1:], axis=1, kind="stable")[:, :10] + 1
+  attributes_by_effect = np.argsort(-np.nan_to_num(attribute_effect, nan=-np.inf), axis=1,
+                                    kind="stable")
   out = {}
   for j in range(latents.shape[1]):
     column = latents[:, j]
     positive = column[column > 0]
     counts, edges = np.histogram(positive, bins=num_bins) if len(positive) else ([], [])
-    promoted = np.argsort(-logit_effect[j, 1:])[:10] + 1
-    by_effect = np.argsort(-np.nan_to_num(attribute_effect[j], nan=-np.inf))
+    promoted, by_effect = promoted_items[j], attributes_by_effect[j]
     label = labels.get(j)
     out[str(j)] = {
         "latent": j,

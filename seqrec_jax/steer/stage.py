@@ -30,7 +30,7 @@ import numpy as np
 from absl import logging
 
 from seqrec_jax.core import distributed, stage_record
-from seqrec_jax.data.splits import EvalSet
+from seqrec_jax.data.splits import EvalSet, make_sequences
 from seqrec_jax.interpret import stage as interpret_stage
 from seqrec_jax.recommender import activations as acts_lib
 from seqrec_jax.recommender import evaluation, input_pipeline, metrics
@@ -39,6 +39,7 @@ from seqrec_jax.sae import trained as sae_trained
 from seqrec_jax.steer import controls as controls_lib
 from seqrec_jax.steer import figures
 from seqrec_jax.steer import methods as methods_lib
+from seqrec_jax.steer.edits import parse_edit
 from seqrec_jax.steer.methods import Control, Steer
 
 CURVE_KEYS = ("share@10", "ndcg@10", "hr@10", "mrr@10", "coverage@10", "novelty@10", "ild@10")
@@ -91,8 +92,6 @@ def selection_evalset(split, max_users: int, seed: int) -> EvalSet:
   leave-one-out: every user's second-to-last item), at most `max_users` of them."""
   val = split.val
   if max_users and len(val) > max_users:
-    from seqrec_jax.data.splits import make_sequences
-
     keep = np.sort(np.random.default_rng(seed).choice(len(val), max_users, replace=False))
     val = EvalSet(make_sequences([val.histories[i] for i in keep], val.histories.users[keep]),
                   val.targets[keep])
@@ -111,8 +110,6 @@ def _score_std(params, model_cfg, arrays, batch_size) -> float:
 
 def parse_composites(text: str) -> dict[str, list[tuple[str, float]]]:
   """`"kids mode=Children's:+1,Animation:+1;no Horror=Horror:-1"` -> {name: [(attr, sign)]}."""
-  from seqrec_jax.steer.edits import parse_edit
-
   out = {}
   for part in filter(None, (p.strip() for p in text.split(";"))):
     name, sep, body = part.partition("=")

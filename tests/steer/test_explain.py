@@ -1,33 +1,24 @@
 """`explain`: on the final hidden state contributions + remainder add up to the score; on an
 earlier block each contribution is the score change of the `set 0` steering edit."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seqrec_jax import sae
 from seqrec_jax.recommender import activations, evaluation
-from seqrec_jax.recommender.model import ModelConfig, init_params
 from seqrec_jax.steer import edits as steering
 from seqrec_jax.steer.explain import explain
+from tests.helpers.small_steer import D, M, small_model, trained_sae
 
-D, M, V, L = 16, 48, 30, 8
 
 
 def _trained_sae(seed=0, scale=2.5):
-  config = sae.SAEConfig(variant="relu_l1", input_dim=D, dict_size=M)
-  variables = sae.init_variables(config, jax.random.PRNGKey(seed))
-  variables["params"]["b_dec"] = jnp.linspace(-0.3, 0.3, D)  # a decoder bias that matters
-  norm = sae.Normalizer(jnp.linspace(-1, 1, D), jnp.asarray(scale, jnp.float32))
-  return sae.TrainedSAE(config, variables, norm)
+  return trained_sae(seed, scale, decoder_bias=jnp.linspace(-0.3, 0.3, D))  # a bias that matters
 
 
 @pytest.fixture(scope="module")
 def model():
-  cfg = ModelConfig(kind="sasrec", num_items=V, max_len=L, hidden_dim=D, num_blocks=2, num_heads=2,
-                    mlp_dim=32, dropout_rate=0.0)
-  params = init_params(cfg, jax.random.PRNGKey(1))
+  cfg, params = small_model()
   ids = jnp.asarray([0, 0, 3, 17, 5, 9, 22, 4], jnp.int32)
   return cfg, params, ids
 

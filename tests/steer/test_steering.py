@@ -4,26 +4,16 @@ import numpy as np
 import pytest
 
 from seqrec_jax.recommender import evaluation
-from seqrec_jax import sae
 from seqrec_jax.steer import edits as steering
 from seqrec_jax.recommender.model import ModelConfig, init_params
+from tests.helpers.small_steer import D, M, L, V, small_model, trained_sae
 
-D, M, V, L = 16, 48, 30, 8
-
-
-def _trained_sae(seed=0, scale=2.5):
-  config = sae.SAEConfig(variant="relu_l1", input_dim=D, dict_size=M)
-  variables = sae.init_variables(config, jax.random.PRNGKey(seed))
-  # Shift and scale away from the identity so that the test sees the raw-unit conversion.
-  norm = sae.Normalizer(jnp.linspace(-1, 1, D), jnp.asarray(scale, jnp.float32))
-  return sae.TrainedSAE(config, variables, norm)
+_trained_sae = trained_sae
 
 
 @pytest.fixture(scope="module")
 def model():
-  cfg = ModelConfig(kind="sasrec", num_items=V, max_len=L, hidden_dim=D, num_blocks=2, num_heads=2,
-                    mlp_dim=32, dropout_rate=0.0)
-  params = init_params(cfg, jax.random.PRNGKey(1))
+  cfg, params = small_model()
   ids = jnp.asarray(np.random.default_rng(0).integers(1, V, (5, L)), jnp.int32).at[:2, :3].set(0)
   return cfg, params, ids
 
