@@ -3,7 +3,8 @@
 All losses return the *sum* over labelled positions and the number of labelled positions, so the
 shared train step can normalise by the global count across devices. Three forms:
 
-* `full_softmax_ce`: logits `[N, V]` in one matrix product (fastest for small catalogues).
+* `full_softmax_ce`: all `[N, V]` logits, one row block at a time, with the gradient computed in
+  the forward pass (`fused_ce_sum`; fastest for small catalogues).
 * `chunked_softmax_ce`: the same value and gradient computed over item chunks with an online
   log-sum-exp and a custom backward pass that recomputes each chunk's logits; only
   `[N, chunk]` logits exist at any time, forward or backward, so catalogues of millions of items
@@ -18,6 +19,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from seqrec_jax.recommender.model import PAD_ID
 
@@ -56,11 +58,77 @@ def full_softmax_ce(hidden: jax.Array, table: jax.Array, labels: jax.Array):
     `(loss_sum, count)`: summed negative log-likelihood and number of labelled positions.
   """
   hidden, labels = _flatten(hidden, labels)
-  # Logits of items 1..V-1 only (PAD_ID = 0 is row 0): the padding item never scores, without an
-  # [N, V] scatter of -inf (a full extra pass over the logits on CPU).
-  logits = _logits(hidden, table[1:])
-  nll = jax.nn.logsumexp(logits, axis=-1) - _label_logits(hidden, table, labels)
-  return _finish(nll, labels)
+  return fused_ce_sum(hidden, table, labels), jnp.sum(labels != PAD_ID)
+
+
+# Rows per block of `fused_ce_sum`: about this many float32 logits per block, so that a block's
+# logits, softmax and products stay in cache and XLA's per-step scratch buffer stays small.
+_BLOCK_LOGITS = 1 << 20
+
+
+def _row_blocks(num_rows: int, num_items: int) -> tuple[int, int]:
+  """(number of blocks, rows per block, a multiple of 8) covering `num_rows`."""
+  max_rows = max(8, _BLOCK_LOGITS // max(num_items, 1))
+  num_blocks = -(-num_rows // max_rows)
+  rows = -(-num_rows // num_blocks)
+  return num_blocks, -(-rows // 8) * 8
+
+
+def _fused_ce(hidden, table, labels):
+  """(loss_sum, d loss_sum / d hidden `[N, d]`, d loss_sum / d table `[V, d]`), one row block at a
+  time: each block's logits become its loss and both gradients before the next block starts."""
+  n, dim = hidden.shape
+  num_blocks, rows = _row_blocks(n, table.shape[0] - 1)
+  pad = num_blocks * rows - n
+  h_blocks = jnp.pad(hidden, ((0, pad), (0, 0))).reshape(num_blocks, rows, dim)
+  y_blocks = jnp.pad(labels, (0, pad)).reshape(num_blocks, rows)  # padding rows: no label
+  items = table[1:].astype(hidden.dtype)  # PAD_ID = row 0 never scores
+
+  def block(d_table, h_and_y):
+    h, y = h_and_y
+    valid = y != PAD_ID
+    logits = _logits(h, items)  # [rows, V-1] float32
+    lse = jax.nn.logsumexp(logits, axis=-1)
+    label_rows = table[jnp.where(valid, y, 1)]
+    nll = lse - jnp.sum(h.astype(jnp.float32) * label_rows.astype(jnp.float32), axis=-1)
+    probs = (jnp.exp(logits - lse[:, None]) * valid[:, None]).astype(hidden.dtype)
+    d_h = jnp.einsum("nv,vd->nd", probs, items, preferred_element_type=jnp.float32)
+    d_h = d_h - jnp.where(valid[:, None], label_rows.astype(jnp.float32), 0.0)
+    d_items = jnp.einsum("nv,nd->vd", probs, h, preferred_element_type=jnp.float32)
+    d_table = d_table.at[1:].add(d_items).at[jnp.where(valid, y, PAD_ID)].add(
+        -jnp.where(valid[:, None], h.astype(jnp.float32), 0.0))
+    return d_table, (jnp.sum(jnp.where(valid, nll, 0.0)), d_h)
+
+  d_table, (sums, d_hidden) = jax.lax.scan(
+      block, jnp.zeros(table.shape, jnp.float32), (h_blocks, y_blocks))
+  d_table = d_table.at[PAD_ID].set(0.0)  # padding rows of the labels scattered into row 0
+  d_hidden = d_hidden.reshape(-1, dim)[:n]
+  return jnp.sum(sums), d_hidden.astype(hidden.dtype), d_table.astype(table.dtype)
+
+
+@jax.custom_vjp
+def fused_ce_sum(hidden: jax.Array, table: jax.Array, labels: jax.Array) -> jax.Array:
+  """Summed softmax cross-entropy `[]` (float32) of `hidden[N, d]` against `table[V, d]` for
+  `labels[N]` (0 = no label; item 0 never scores).
+
+  Its gradient is computed with the value: the loss is a sum, so its cotangent is one scalar and
+  the forward pass can finish each row block's softmax gradient at once (three matrix products
+  in all, like autodiff, but no `[N, V]` array is kept between the passes)."""
+  return _fused_ce(hidden, table, labels)[0]
+
+
+def _fused_ce_fwd(hidden, table, labels):
+  loss, d_hidden, d_table = _fused_ce(hidden, table, labels)
+  return loss, (d_hidden, d_table, labels)
+
+
+def _fused_ce_bwd(residuals, g):
+  d_hidden, d_table, labels = residuals
+  zero_labels = np.zeros(labels.shape, jax.dtypes.float0)
+  return (g * d_hidden).astype(d_hidden.dtype), (g * d_table).astype(d_table.dtype), zero_labels
+
+
+fused_ce_sum.defvjp(_fused_ce_fwd, _fused_ce_bwd)
 
 
 def chunked_softmax_ce(hidden: jax.Array, table: jax.Array, labels: jax.Array, *, chunk_size: int):

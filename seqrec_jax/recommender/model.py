@@ -11,10 +11,14 @@ Every block's output and its attention and MLP outputs are reachable by name thr
 
 from __future__ import annotations
 
+import math
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from flax import struct
+
+from seqrec_jax.recommender.dropout import Dropout
 
 PAD_ID = 0
 MODEL_KINDS = ("sasrec", "bert4rec")
@@ -73,7 +77,52 @@ class Mlp(nn.Module):
     h = nn.Dense(cfg.mlp_dim, dtype=cfg.dtype, name="fc_in")(x)
     h = nn.gelu(h)
     h = nn.Dense(x.shape[-1], dtype=cfg.dtype, name="fc_out")(h)
-    return nn.Dropout(cfg.dropout_rate)(h, deterministic=cfg.deterministic)
+    return Dropout(cfg.dropout_rate)(h, deterministic=cfg.deterministic)
+
+
+class _Projection(nn.Module):
+  """The `kernel` and `bias` of a `flax.linen.DenseGeneral` (same names, shapes and init), returned
+  instead of applied, so that several projections can run as one matrix product."""
+
+  in_shape: tuple[int, ...]
+  out_shape: tuple[int, ...]
+
+  @nn.compact
+  def __call__(self) -> tuple[jax.Array, jax.Array]:
+    flat = (math.prod(self.in_shape), math.prod(self.out_shape))
+    init = nn.initializers.lecun_normal()
+    kernel = self.param(
+        "kernel", lambda rng: init(rng, flat).reshape(self.in_shape + self.out_shape))
+    return kernel, self.param("bias", nn.initializers.zeros_init(), self.out_shape)
+
+
+class SelfAttention(nn.Module):
+  """Multi-head self-attention with the parameters of `flax.linen.MultiHeadDotProductAttention`
+  (`query`/`key`/`value` kernels `[d, H, d/H]`, `out` `[H, d/H, d]`, so checkpoints are
+  interchangeable) and the same arithmetic (query scaled by 1/sqrt(d/H), masked scores set to the
+  float32 minimum, float32 softmax, dropout on the weights), computed with one fused QKV matrix
+  product and hashed dropout masks (`recommender.dropout`)."""
+
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
+    cfg = self.config
+    d, heads = x.shape[-1], cfg.num_heads
+    head_dim = d // heads
+    qkv = [_Projection((d,), (heads, head_dim), name=n)() for n in ("query", "key", "value")]
+    kernel = jnp.stack([k for k, _ in qkv], axis=1).astype(cfg.dtype)  # [d, 3, H, dh]
+    bias = jnp.stack([b for _, b in qkv]).astype(cfg.dtype)  # [3, H, dh]
+    q, k, v = jnp.einsum("bld,dthk->tbhlk", x, kernel) + bias[:, None, :, None]  # each [B, H, L, dh]
+    q = q / jnp.sqrt(jnp.asarray(head_dim, q.dtype))
+    scores = jnp.einsum("bhqk,bhsk->bhqs", q, k, preferred_element_type=jnp.float32)
+    scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
+    weights = jax.nn.softmax(scores, axis=-1).astype(cfg.dtype)
+    weights = Dropout(cfg.dropout_rate)(weights, deterministic=cfg.deterministic)
+    context = jnp.einsum("bhqs,bhsk->bqhk", weights, v)
+    out_kernel, out_bias = _Projection((heads, head_dim), (d,), name="out")()
+    return jnp.einsum("bqhk,hkd->bqd", context, out_kernel.astype(cfg.dtype)) + out_bias.astype(
+        cfg.dtype)
 
 
 class Attention(nn.Module):
@@ -82,15 +131,8 @@ class Attention(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
     cfg = self.config
-    h = nn.MultiHeadDotProductAttention(
-        num_heads=cfg.num_heads,
-        dtype=cfg.dtype,
-        dropout_rate=cfg.dropout_rate,
-        deterministic=cfg.deterministic,
-        force_fp32_for_softmax=True,
-        name="self_attention",
-    )(x, x, mask=mask)
-    return nn.Dropout(cfg.dropout_rate)(h, deterministic=cfg.deterministic)
+    h = SelfAttention(cfg, name="self_attention")(x, mask)
+    return Dropout(cfg.dropout_rate)(h, deterministic=cfg.deterministic)
 
 
 class TransformerBlock(nn.Module):
@@ -127,7 +169,7 @@ class SequentialRecommender(nn.Module):
     init = nn.initializers.normal(stddev=0.02)
     self.item_embedding = nn.Embed(cfg.vocab_size, cfg.hidden_dim, embedding_init=init)
     self.position_embedding = nn.Embed(cfg.max_len, cfg.hidden_dim, embedding_init=init)
-    self.embed_dropout = nn.Dropout(cfg.dropout_rate)
+    self.embed_dropout = Dropout(cfg.dropout_rate)
     self.blocks = [TransformerBlock(cfg) for _ in range(cfg.num_blocks)]
     self.final_norm = nn.LayerNorm(dtype=cfg.dtype)
 
