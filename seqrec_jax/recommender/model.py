@@ -106,7 +106,8 @@ class SelfAttention(nn.Module):
   config: ModelConfig
 
   @nn.compact
-  def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, mask: jax.Array, last_only: bool = False) -> jax.Array:
+    """`x[B, L, d]`, `mask[B, 1, L, L]` -> `[B, L, d]` (`[B, 1, d]`: the last query only)."""
     cfg = self.config
     d, heads = x.shape[-1], cfg.num_heads
     head_dim = d // heads
@@ -114,6 +115,8 @@ class SelfAttention(nn.Module):
     kernel = jnp.stack([k for k, _ in qkv], axis=1).astype(cfg.dtype)  # [d, 3, H, dh]
     bias = jnp.stack([b for _, b in qkv]).astype(cfg.dtype)  # [3, H, dh]
     q, k, v = jnp.einsum("bld,dthk->tbhlk", x, kernel) + bias[:, None, :, None]  # each [B, H, L, dh]
+    if last_only:
+      q, mask = q[:, :, -1:], mask[:, :, -1:]
     q = q / jnp.sqrt(jnp.asarray(head_dim, q.dtype))
     scores = jnp.einsum("bhqk,bhsk->bhqs", q, k, preferred_element_type=jnp.float32)
     scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
@@ -129,22 +132,24 @@ class Attention(nn.Module):
   config: ModelConfig
 
   @nn.compact
-  def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, mask: jax.Array, last_only: bool = False) -> jax.Array:
     cfg = self.config
-    h = SelfAttention(cfg, name="self_attention")(x, mask)
+    h = SelfAttention(cfg, name="self_attention")(x, mask, last_only)
     return Dropout(cfg.dropout_rate)(h, deterministic=cfg.deterministic)
 
 
 class TransformerBlock(nn.Module):
-  """Pre-LN block (GPT-2 style): x + attn(ln(x)), then + mlp(ln(x))."""
+  """Pre-LN block (GPT-2 style): x + attn(ln(x)), then + mlp(ln(x)). With `last_only`, only the
+  last position's output `[B, 1, d]` (it attends to every position's keys and values)."""
 
   config: ModelConfig
 
   @nn.compact
-  def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, mask: jax.Array, last_only: bool = False) -> jax.Array:
     dtype = self.config.dtype
-    x = x + Attention(self.config, name="attention")(
-        nn.LayerNorm(dtype=dtype, name="ln_attention")(x), mask)
+    h = Attention(self.config, name="attention")(
+        nn.LayerNorm(dtype=dtype, name="ln_attention")(x), mask, last_only)
+    x = (x[:, -1:] if last_only else x) + h
     return x + Mlp(self.config, name="mlp")(nn.LayerNorm(dtype=dtype, name="ln_mlp")(x))
 
 
@@ -173,14 +178,16 @@ class SequentialRecommender(nn.Module):
     self.blocks = [TransformerBlock(cfg) for _ in range(cfg.num_blocks)]
     self.final_norm = nn.LayerNorm(dtype=cfg.dtype)
 
-  def __call__(self, input_ids: jax.Array) -> jax.Array:
-    """`input_ids[B, L]` int32 -> hidden states `[B, L, d]`."""
-    return self.encode(self.item_embedding(input_ids), input_ids)
+  def __call__(self, input_ids: jax.Array, last_only: bool = False) -> jax.Array:
+    """`input_ids[B, L]` int32 -> hidden states `[B, L, d]`; with `last_only`, `[B, 1, d]` at the
+    last position, computing the last block for that position only (ranking needs no more)."""
+    return self.encode(self.item_embedding(input_ids), input_ids, last_only)
 
-  def encode(self, item_vectors: jax.Array, input_ids: jax.Array) -> jax.Array:
-    """Hidden states `[B, L, d]` from the input items' embedding rows `item_vectors[B, L, d]`
-    (`input_ids` gives the padding mask). Lets a caller supply rows it gathered itself
-    (`recommender.sparse_items`), without the table."""
+  def encode(self, item_vectors: jax.Array, input_ids: jax.Array,
+             last_only: bool = False) -> jax.Array:
+    """Hidden states `[B, L, d]` (`[B, 1, d]` with `last_only`) from the input items' embedding
+    rows `item_vectors[B, L, d]` (`input_ids` gives the padding mask). Lets a caller supply rows
+    it gathered itself (`recommender.sparse_items`), without the table."""
     cfg = self.config
     positions = jnp.arange(input_ids.shape[-1])
     x = item_vectors
@@ -189,8 +196,8 @@ class SequentialRecommender(nn.Module):
     x = x + self.position_embedding(positions)
     x = self.embed_dropout(x, deterministic=cfg.deterministic).astype(cfg.dtype)
     mask = attention_mask(input_ids, cfg.causal)
-    for block in self.blocks:
-      x = block(x, mask)
+    for i, block in enumerate(self.blocks):
+      x = block(x, mask, last_only and i == len(self.blocks) - 1)
     return self.final_norm(x)
 
   def item_embeddings(self) -> jax.Array:

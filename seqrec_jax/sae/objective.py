@@ -27,7 +27,7 @@ def per_example_loss(config: SAEConfig, variables, x, dead=None):
   fwd = make_sae(config).apply(variables, x, dead, method="train_forward")
   recon = jnp.sum(jnp.square(x - fwd.x_hat), -1)
   parts = {"recon": recon, "sparsity": fwd.sparsity, "aux": fwd.aux,
-           "l0": jnp.sum(fwd.latents > 0, -1).astype(jnp.float32)}
+           "l0": jnp.sum((fwd.latents > 0).astype(jnp.float32), -1)}  # float: a plain reduce
   return recon + fwd.sparsity + fwd.aux, parts, fwd
 
 
@@ -76,13 +76,15 @@ def make_step_fns(config: SAEConfig, tx: optax.GradientTransformation) -> traini
     x = normalizer_of(model_state).normalize(batch["x"])
     variables = join_variables(params, model_state["state"])
     per_ex, parts, fwd = per_example_loss(config, variables, x, dead_mask(config, model_state))
-    stats = {"fire_counts": jnp.sum(fwd.latents > 0, 0).astype(jnp.int32),
+    # 1 where a latent fired on this device's batch: a max over the batch (an int32 count of
+    # `latents > 0` costs XLA:CPU a compare pass and two reduce-windows, ~10 % of the step).
+    stats = {"fired": (jnp.max(fwd.latents, 0) > 0).astype(jnp.int32),
              "num_tokens": jnp.asarray(x.shape[0], jnp.int32), **fwd.extra}
     metrics = {k: jnp.sum(v) for k, v in parts.items()}
     return jnp.sum(per_ex), training.LossAux(count=x.shape[0], metrics=metrics, stats=stats)
 
   def update_model_state(model_state, stats, psum):
-    fired = psum(stats["fire_counts"]) > 0
+    fired = psum(stats["fired"]) > 0
     seen = psum(stats["num_tokens"])
     counters = model_state["tokens_since_fired"]
     counters = jnp.where(fired, 0, jnp.minimum(counters, COUNTER_CAP - seen) + seen)
