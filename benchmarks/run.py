@@ -22,13 +22,12 @@ import sys
 import time
 
 from benchmarks.common import RESULTS_DIR
+from seqrec_jax.core import host_memory
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-# glibc serves XLA's (and torch's) large per-step buffers with fresh mmap()s, so every step
-# page-faults its whole working set in again (~58,000 faults, a third of the CPU time of the
-# paper's step on 2 cores). With this tunable glibc asks for transparent huge pages for them,
-# 512x fewer faults. It applies to both sides of every comparison; --no_hugepages turns it off.
-HUGEPAGES = "glibc.malloc.hugetlb=1"
+# Huge pages for XLA's (and torch's) per-step buffers, as the command line sets them
+# (`core.host_memory`); both sides of every comparison get them; --no_hugepages turns it off.
+HUGEPAGES = host_memory.TUNABLE
 
 # name -> (extra arguments at full size, extra arguments in quick mode)
 BENCHMARKS = {
@@ -55,8 +54,8 @@ def run_one(name: str, quick: bool, results_dir: pathlib.Path, timeout: float,
   if name == "interpret_speed":  # writes to its own --output path
     cmd.append(f"--output={results_dir / 'interpret_speed.json'}")
   env = dict(os.environ, SEQREC_BENCHMARK_RESULTS_DIR=str(results_dir))
-  if hugepages and "glibc.malloc.hugetlb" not in env.get("GLIBC_TUNABLES", ""):
-    env["GLIBC_TUNABLES"] = ":".join(filter(None, [env.get("GLIBC_TUNABLES"), HUGEPAGES]))
+  if hugepages:
+    env = host_memory.environment_with_huge_pages(env)
   if quick:  # figures are meaningless anyway: compile fast (a third of the time of -O2 on CPU)
     env["SEQREC_BENCHMARK_QUICK"] = "1"
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()

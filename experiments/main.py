@@ -6,6 +6,10 @@ Flags only; every stage is a library function taking `(config, workdir)` (see `s
 import os
 import sys
 
+if __name__ == "__main__":  # before JAX starts: glibc reads its tunables at process start only
+  from seqrec_jax.core import host_memory
+  host_memory.restart_with_huge_pages()
+
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags

@@ -1,5 +1,6 @@
-"""The fast train step (fused QKV attention, hashed dropout, row-blocked fused softmax CE) against
-the step it replaced: stock flax attention and dropout and the autodiff softmax cross-entropy."""
+"""The fast paths against what they replaced: the train step (fused QKV attention, hashed dropout,
+row-blocked fused softmax CE) against stock flax attention and dropout and the autodiff softmax
+cross-entropy; ranking with the last block at the last position only against the full forward."""
 
 import flax.linen as nn
 import jax
@@ -9,7 +10,7 @@ import optax
 import pytest
 
 from seqrec_jax.core import training
-from seqrec_jax.recommender import dropout, losses, model
+from seqrec_jax.recommender import dropout, evaluation, hooks, losses, model
 from seqrec_jax.recommender import stage as recommender_stage
 from seqrec_jax.recommender.model import ModelConfig, init_params
 
@@ -18,7 +19,7 @@ def _stock_attention(cfg, name):
   mha = nn.MultiHeadDotProductAttention(
       num_heads=cfg.num_heads, dtype=cfg.dtype, dropout_rate=cfg.dropout_rate,
       deterministic=cfg.deterministic, force_fp32_for_softmax=True, name=name)
-  return lambda x, mask: mha(x, x, mask=mask)
+  return lambda x, mask, last_only=False: mha(x, x, mask=mask)  # never last_only in training
 
 
 def _autodiff_full_ce(hidden, table, labels, rng):
@@ -110,3 +111,36 @@ def test_dropout_differs_between_call_sites_and_steps():
   zero_0 = np.asarray(inter["intermediates"]["blocks_0"]["mlp"]["__call__"][0]) == 0
   zero_1 = np.asarray(inter["intermediates"]["blocks_1"]["mlp"]["__call__"][0]) == 0
   assert 0.2 < zero_0.mean() < 0.4 and not np.array_equal(zero_0, zero_1)
+
+
+@pytest.mark.parametrize("kind", ["sasrec", "bert4rec"])
+def test_ranking_with_the_last_position_only_equals_the_full_forward(kind):
+  cfg = ModelConfig(kind=kind, num_items=80, max_len=12, hidden_dim=16, num_heads=2, mlp_dim=64,
+                    num_blocks=3, dropout_rate=0.0)
+  params = init_params(cfg, jax.random.PRNGKey(0))
+  ids = np.random.default_rng(0).integers(1, 80, (5, 12)).astype(np.int32)
+  ids[:3, :4] = 0
+  net = model.make_model(cfg)
+  full = net.apply({"params": params}, ids)
+  last = net.apply({"params": params}, ids, last_only=True)
+  assert last.shape == (5, 1, 16)
+  np.testing.assert_allclose(last[:, 0], full[:, -1], rtol=1e-5, atol=1e-6)
+  want = net.apply({"params": params}, full[:, -1], method=model.SequentialRecommender.item_logits)
+  np.testing.assert_allclose(evaluation.scores_last(params, ids, cfg), want, rtol=1e-5, atol=1e-5)
+  # An edit in the last block sees (and changes) every position; one before it, too.
+  for layer in ("blocks_2/mlp", "blocks_1"):
+    seen_shapes = []
+    edit = hooks.LayerEdit(layer, _record_shape_and_zero_first_position(seen_shapes))
+    edited = evaluation.scores_last(params, ids, cfg, edit=edit)
+    assert seen_shapes == [(5, 12, 16)]
+    full_edit = hooks.maybe_edited_apply(net, {"params": params}, ids, edit)
+    np.testing.assert_allclose(edited, net.apply({"params": params}, full_edit[:, -1],
+                                                 method=model.SequentialRecommender.item_logits),
+                               rtol=1e-5, atol=1e-5)
+
+
+def _record_shape_and_zero_first_position(shapes):
+  def fn(args, h):
+    shapes.append(h.shape)
+    return h.at[:, 0].set(0.0)
+  return fn
