@@ -12,6 +12,7 @@ process start, so the command-line entry restarts itself once with it set
 from __future__ import annotations
 
 import os
+import platform
 import sys
 
 TUNABLE = "glibc.malloc.hugetlb=1"
@@ -27,15 +28,12 @@ def environment_with_huge_pages(env: dict[str, str]) -> dict[str, str]:
 
 def restart_with_huge_pages() -> None:
   """Re-execute this process (same interpreter and arguments) with `TUNABLE` set, once; returns
-  without doing anything off Linux/glibc, when it is set already, or with SEQREC_HUGE_PAGES=0.
-  Call it first thing, before JAX starts."""
-  env = dict(os.environ)
-  if (not sys.platform.startswith("linux") or os.environ.get("SEQREC_HUGE_PAGES") == "0"
-      or "glibc.malloc.hugetlb" in env.get("GLIBC_TUNABLES", "")
-      or not os.confstr_names.get("CS_GNU_LIBC_VERSION")
-      or "glibc" not in (os.confstr("CS_GNU_LIBC_VERSION") or "")):
+  without doing anything off glibc, when a hugetlb value is set already, or with
+  SEQREC_HUGE_PAGES=0. Call it first thing, before JAX starts."""
+  env = environment_with_huge_pages(dict(os.environ))
+  if (platform.libc_ver()[0] != "glibc" or os.environ.get("SEQREC_HUGE_PAGES") == "0"
+      or env == dict(os.environ)):
     return
-  env = environment_with_huge_pages(env)
   env["SEQREC_HUGE_PAGES"] = "0"  # never loop, whatever glibc makes of the tunable
   sys.stdout.flush()
   sys.stderr.flush()

@@ -9,6 +9,7 @@ import jax
 from seqrec_jax.recommender import hooks
 from seqrec_jax.recommender import input_pipeline
 from seqrec_jax.recommender import metrics
+from seqrec_jax.recommender.activations import layer_path
 from seqrec_jax.recommender.model import ModelConfig, SequentialRecommender, make_model
 
 
@@ -58,7 +59,7 @@ def scores_last(params, input_ids: jax.Array, model_cfg: ModelConfig,
   # The last block (and final norm) run for the last position only, unless the edit is there:
   # edits see the layer's whole `[B, L, d]` output.
   last_block = f"blocks_{model_cfg.num_blocks - 1}"
-  last_only = edit is None or edit.layer.split("/")[0] not in (last_block, "final_norm")
+  last_only = edit is None or layer_path(edit.layer)[0] not in (last_block, "final_norm")
   hidden = hooks.maybe_edited_apply(model, {"params": params}, input_ids, edit,
                                     last_only=last_only)[:, -1]
   return model.apply({"params": params}, hidden, method=SequentialRecommender.item_logits)

@@ -95,13 +95,13 @@ def _fused_ce(hidden, table, labels):
     d_h = jnp.einsum("nv,vd->nd", probs, items, preferred_element_type=jnp.float32)
     d_h = d_h - jnp.where(valid[:, None], label_rows.astype(jnp.float32), 0.0)
     d_items = jnp.einsum("nv,nd->vd", probs, h, preferred_element_type=jnp.float32)
+    # Unlabelled rows add zeros to row 0 (PAD_ID), which thus keeps a zero gradient.
     d_table = d_table.at[1:].add(d_items).at[jnp.where(valid, y, PAD_ID)].add(
         -jnp.where(valid[:, None], h.astype(jnp.float32), 0.0))
-    return d_table, (jnp.sum(jnp.where(valid, nll, 0.0)), d_h)
+    return d_table, (_finish(nll, y)[0], d_h)
 
   d_table, (sums, d_hidden) = jax.lax.scan(
       block, jnp.zeros(table.shape, jnp.float32), (h_blocks, y_blocks))
-  d_table = d_table.at[PAD_ID].set(0.0)  # padding rows of the labels scattered into row 0
   d_hidden = d_hidden.reshape(-1, dim)[:n]
   return jnp.sum(sums), d_hidden.astype(hidden.dtype), d_table.astype(table.dtype)
 

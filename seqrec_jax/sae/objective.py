@@ -76,8 +76,9 @@ def make_step_fns(config: SAEConfig, tx: optax.GradientTransformation) -> traini
     x = normalizer_of(model_state).normalize(batch["x"])
     variables = join_variables(params, model_state["state"])
     per_ex, parts, fwd = per_example_loss(config, variables, x, dead_mask(config, model_state))
-    # 1 where a latent fired on this device's batch: a max over the batch (an int32 count of
-    # `latents > 0` costs XLA:CPU a compare pass and two reduce-windows, ~10 % of the step).
+    # 1 where a latent fired on this device's batch: a max over the batch. An int32 count of
+    # `latents > 0` costs XLA:CPU a compare pass and two reduce-windows (~1 ms of the ReLU + L1
+    # step's ~7 ms of kernel time in a profile).
     stats = {"fired": (jnp.max(fwd.latents, 0) > 0).astype(jnp.int32),
              "num_tokens": jnp.asarray(x.shape[0], jnp.int32), **fwd.extra}
     metrics = {k: jnp.sum(v) for k, v in parts.items()}

@@ -8,8 +8,6 @@ from seqrec_jax.steer import edits as steering
 from seqrec_jax.recommender.model import ModelConfig, init_params
 from tests.helpers.small_steer import D, M, L, V, small_model, trained_sae
 
-_trained_sae = trained_sae
-
 
 @pytest.fixture(scope="module")
 def model():
@@ -24,7 +22,7 @@ def _hidden(seed=0):
 
 def test_empty_edit_is_bit_identical(model):
   cfg, params, ids = model
-  trained = _trained_sae()
+  trained = trained_sae()
   typical = jnp.ones(M)
   plain = evaluation.scores_last(params, ids, cfg)
   for positions in steering.POSITIONS:
@@ -37,7 +35,7 @@ def test_empty_edit_is_bit_identical(model):
 
 @pytest.mark.parametrize("positions", steering.POSITIONS)
 def test_add_moves_hidden_by_delta_times_decoder_direction(positions):
-  trained = _trained_sae()
+  trained = trained_sae()
   h = _hidden()
   typical = jnp.linspace(0.5, 2.0, M)
   j, delta = 7, 1.5
@@ -71,7 +69,7 @@ def test_set_scale_and_negative_add():
 
 
 def test_replace_variant_uses_reconstruction():
-  trained = _trained_sae()
+  trained = trained_sae()
   h = _hidden(1)
   out = steering.steer_hidden(h, trained, steering.Edits.make([]), jnp.ones(M),
                               error_preserving=False)
@@ -80,7 +78,7 @@ def test_replace_variant_uses_reconstruction():
 
 def test_sweep_of_nine_strengths_compiles_once(model):
   cfg, params, ids = model
-  trained = _trained_sae()
+  trained = trained_sae()
   typical = jnp.ones(M)
   traces = []
 
@@ -114,7 +112,7 @@ def test_bert4rec_steering_changes_scores():
                     num_heads=2, mlp_dim=32, dropout_rate=0.0)
   params = init_params(cfg, jax.random.PRNGKey(2))
   ids = jnp.asarray(np.random.default_rng(1).integers(1, V, (4, L)), jnp.int32).at[:, -1].set(V)
-  trained = _trained_sae(1)
+  trained = trained_sae(1)
   plain = evaluation.scores_last(params, ids, cfg)
   edit = steering.layer_edit("blocks_0", trained, steering.Edits.make([(0, "set", 5.0)]),
                              jnp.ones(M), positions="last")
