@@ -16,6 +16,7 @@ from seqrec_jax.data.containers import Dataset, default_data_dir
 from seqrec_jax.data.csv_format import csv_sources, load_csv
 from seqrec_jax.data.download import movielens_sources
 from seqrec_jax.data.movielens import load_movielens
+from seqrec_jax.data.synthetic import make_synthetic
 
 
 DATASETS = ("ml-100k", "ml-1m", "ml-20m", "csv", "synthetic")
@@ -66,7 +67,6 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None,
   if name not in DATASETS:
     raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
   if name == "synthetic":
-    from seqrec_jax.data.synthetic import make_synthetic  # pylint: disable=g-import-not-at-top
     return make_synthetic(**options)
   data_dir = pathlib.Path(data_dir).expanduser() if data_dir is not None else (
       default_data_dir() / name)

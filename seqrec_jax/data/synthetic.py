@@ -26,7 +26,7 @@ import dataclasses
 
 import numpy as np
 
-from seqrec_jax.data import PAD_TOKEN, Dataset, Interactions, ItemAttributes
+from seqrec_jax.data.containers import PAD_TOKEN, Dataset, Interactions, ItemAttributes
 
 _BASE_TIME = 1_577_836_800  # 2020-01-01T00:00:00Z, so timestamps look like real epoch seconds
 
