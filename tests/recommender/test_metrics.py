@@ -96,3 +96,19 @@ def test_list_features_match_direct_computation():
           distances.append(1 - cos)
     assert got["ild"][u] == pytest.approx(np.mean(distances))
     np.testing.assert_allclose(got["share"][u], attrs[items].mean(0))
+
+
+def test_top_k_breaks_exact_ties_by_the_lower_item_id():
+  scores = np.full((2, 12), -1.0, np.float32)
+  scores[:, 0] = -np.inf  # padding
+  # Row 0: items 9, 4 and 7 tie at the top; row 1: items 3, 11 and 6 tie for the last two slots.
+  scores[0, [9, 4, 7]] = 5.0
+  scores[0, [2, 10]] = 3.0
+  scores[1, [8, 1]] = [4.0, 3.0]
+  scores[1, [3, 11, 6]] = 2.0
+  top = np.asarray(metrics.top_k_items(jnp.asarray(scores), 4))
+  np.testing.assert_array_equal(top[0], [4, 7, 9, 2])
+  np.testing.assert_array_equal(top[1], [8, 1, 3, 6])
+  # A tie at the k-th slot decides whether the target is a hit.
+  hits = metrics.per_user_metrics(jnp.asarray(top), jnp.asarray([9, 11]))["hr"]
+  np.testing.assert_array_equal(np.asarray(hits), [1.0, 0.0])

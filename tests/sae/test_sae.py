@@ -261,3 +261,27 @@ def test_auxk_on_gathered_dead_latents_matches_plain_autodiff(num_dead):
   for a, c in zip(g1, g2):
     np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-5)
   assert (float(v1) == 0) == (num_dead == 0)
+
+
+@pytest.mark.parametrize("variant", ["topk", "batchtopk"])
+def test_aux_coeff_scales_the_auxk_part_of_the_loss(variant):
+  d, m = 8, 16
+  x = jax.random.normal(jax.random.PRNGKey(1), (32, d))
+  dead = jnp.zeros(m, bool).at[:6].set(True)
+
+  def loss_and_aux(aux_coeff):
+    cfg = sae.SAEConfig(variant=variant, input_dim=d, dict_size=m, k=2, k_aux=4, dead_tokens=1,
+                        aux_coeff=aux_coeff)
+    variables = sae.init_variables(cfg, jax.random.PRNGKey(0))  # same weights for every coeff
+    total, parts = jax.jit(lambda v: sae.loss(cfg, v, x, dead))(variables)
+    return float(total), float(parts["aux"])
+
+  total_1, aux_1 = loss_and_aux(1 / 32)
+  total_2, aux_2 = loss_and_aux(2 / 32)
+  total_0, aux_0 = loss_and_aux(0.0)
+  assert aux_1 > 1e-4  # dead latents left a residual to reconstruct
+  np.testing.assert_allclose(aux_2, 2 * aux_1, rtol=1e-5)
+  assert aux_0 == 0.0
+  # The weighted aux part is what enters the loss, once.
+  np.testing.assert_allclose(total_2 - total_1, aux_1, rtol=1e-3)
+  np.testing.assert_allclose(total_1 - total_0, aux_1, rtol=1e-3)
