@@ -6,6 +6,8 @@ Other config files start from `get_config()` here and change what differs.
 
 import ml_collections
 
+from seqrec_jax.sae import variants as sae_variants
+
 
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
@@ -65,14 +67,12 @@ def get_config() -> ml_collections.ConfigDict:
   # --config.sae.variant=topk --config.sae.dict_size=1024.
   c.sae.variant = "relu_l1"  # relu_l1 | topk | batchtopk | jumprelu | gated
   c.sae.dict_size = 512  # M, number of latents
-  c.sae.k = 32  # topk / batchtopk: active latents per activation (batchtopk: on average)
-  c.sae.k_aux = 32  # topk / batchtopk: dead latents in the AuxK loss (about d / 2)
-  c.sae.aux_coeff = 1 / 32  # topk / batchtopk: weight of the AuxK loss
-  c.sae.l1_coeff = 0.5  # relu_l1 / gated: weight of the L1 penalty (normalised units)
-  c.sae.l0_coeff = 0.05  # jumprelu: weight of the L0 penalty
-  c.sae.bandwidth = 0.05  # jumprelu: width eps of the straight-through rectangle kernel
-  c.sae.init_threshold = 0.1  # jumprelu: initial threshold (normalised units)
-  c.sae.threshold_momentum = 0.01  # batchtopk: EMA rate of the inference threshold estimate
+  # Each variant's own settings, declared with defaults and docs in seqrec_jax/sae/<variant>.py, as
+  # a block c.sae.<variant> (c.sae.topk.k, c.sae.jumprelu.l0_coeff, ...) and flat aliases holding
+  # the same values (c.sae.k = c.sae.topk.k = c.sae.batchtopk.k). topk / batchtopk: k, k_aux,
+  # aux_coeff; batchtopk also threshold_momentum; relu_l1 / gated: l1_coeff; jumprelu: l0_coeff,
+  # bandwidth, init_threshold.
+  sae_variants.add_settings(c.sae)
   c.sae.normalization = "scalar"  # scalar (the paper's mean/std) | sqrt_d (mean norm sqrt(d)) | none
   c.sae.decoder_bias_init = "geometric_median"  # mean | geometric_median of the training activations
   c.sae.batch_size = 1024  # global, in activations per step

@@ -59,7 +59,8 @@ squared reconstruction error, with the encoder at 0.2 x the mean alive encoder n
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import dataclasses
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -124,3 +125,33 @@ class SparseAutoencoder(nn.Module):
     zeros = jnp.zeros(x.shape[:-1], x.dtype)
     return Forward(self.decode(latents), latents, sparsity, zeros if aux is None else aux,
                    {} if extra is None else extra)
+
+
+# ----------------------------------------------------------------------------- declaring a variant
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+  """One hyperparameter of a variant, as it appears in `config.sae.<variant>.<name>`.
+
+  `name` is also its flat alias `config.sae.<name>` and its `SAEConfig` attribute (a field of
+  `SAEConfig`, or else an entry of `SAEConfig.extra`). Variants declaring the same name share one
+  value and must declare the same default.
+  """
+
+  name: str
+  default: Any  # its type is the setting's type (an int default rejects 0.5)
+  doc: str  # one line: what it is, in which unit
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  """Everything the library needs to know about one SAE variant (registered in `variants.py`)."""
+
+  name: str  # `config.sae.variant`, `SAEConfig.variant`
+  module: type[SparseAutoencoder]
+  settings: tuple[Setting, ...] = ()  # its own hyperparameters (`config.sae.<name>` block)
+  # Dead latents are revived by `resample_dead` (relu_l1, jumprelu, gated); False where the
+  # variant revives them itself (topk / batchtopk through AuxK).
+  resamples: bool = False
+  reports: tuple[str, ...] = ()  # settings copied into results.json under the same key

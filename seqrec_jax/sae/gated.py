@@ -7,7 +7,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seqrec_jax.sae.base import SparseAutoencoder
+from seqrec_jax.sae.base import SparseAutoencoder, Variant
+from seqrec_jax.sae.relu_l1 import L1_COEFF
 
 
 class GatedSAE(SparseAutoencoder):
@@ -37,3 +38,6 @@ class GatedSAE(SparseAutoencoder):
     frozen_hat = gate @ jax.lax.stop_gradient(self.W_dec) + jax.lax.stop_gradient(self.b_dec)
     aux = jnp.sum(jnp.square(x - frozen_hat), -1)
     return self._forward(x, f, sparsity, aux)
+
+
+VARIANT = Variant("gated", GatedSAE, settings=(L1_COEFF,), resamples=True)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqrec_jax.sae.base import SparseAutoencoder
+from seqrec_jax.sae.base import Setting, SparseAutoencoder, Variant
 
 
 # ----------------------------------------------------------------------------- straight-through
@@ -83,3 +83,11 @@ class JumpReLUSAE(SparseAutoencoder):
     f = jumprelu(pre, theta, cfg.bandwidth)
     l0 = jnp.sum(heaviside(pre, theta, cfg.bandwidth), -1)
     return self._forward(x, f, cfg.l0_coeff * l0)
+
+
+VARIANT = Variant("jumprelu", JumpReLUSAE, settings=(
+    Setting("l0_coeff", 0.05, "weight of the L0 penalty"),
+    Setting("bandwidth", 0.05, "width eps of the straight-through rectangle kernel"),
+    Setting("init_threshold", 0.1, "initial threshold theta (normalised units), also of "
+            "resampled latents"),
+), resamples=True)

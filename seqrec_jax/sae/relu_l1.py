@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 
-from seqrec_jax.sae.base import SparseAutoencoder
+from seqrec_jax.sae.base import Setting, SparseAutoencoder, Variant
 
 
 class ReluL1SAE(SparseAutoencoder):
@@ -19,6 +19,6 @@ class ReluL1SAE(SparseAutoencoder):
     return self._forward(x, f, self.config.l1_coeff * (f @ self.decoder_norms()))
 
 
-# On CPU, XLA's TopK runs one row at a time at ~8 us per 512-wide row; numpy's introselect
-# (`np.partition`) finds the same k-th value about 5x faster, so on CPU the k-th value comes from
-# a host callback. Tests compare both paths; set False to always use `lax.top_k`.
+L1_COEFF = Setting("l1_coeff", 0.5, "weight of the L1 penalty (normalised units)")  # gated too
+
+VARIANT = Variant("relu_l1", ReluL1SAE, settings=(L1_COEFF,), resamples=True)

@@ -9,9 +9,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqrec_jax.sae.base import Forward, SparseAutoencoder
+from seqrec_jax.sae.base import Forward, Setting, SparseAutoencoder, Variant
 
 
+# On CPU, XLA's TopK runs one row at a time at ~8 us per 512-wide row; numpy's introselect
+# (`np.partition`) finds the same k-th value about 5x faster, so on CPU the k-th value comes from
+# a host callback. Tests compare both paths; set False to always use `lax.top_k`.
 HOST_SELECT_ON_CPU = True
 
 
@@ -136,3 +139,18 @@ class BatchTopKSAE(TopKSAE):
     zeros = jnp.zeros(x.shape[:-1], x.dtype)
     return Forward(x_hat, f, zeros, self.auxk(x, x_hat, dead),
                    {"smallest_kept": jax.lax.stop_gradient(smallest_kept)})
+
+
+# AuxK revives dead latents, so neither variant is resampled.
+_TOPK_SETTINGS = (
+    Setting("k", 32, "active latents per activation (batchtopk: on average over the batch)"),
+    Setting("k_aux", 32, "dead latents in the AuxK loss (about d / 2)"),
+    Setting("aux_coeff", 1 / 32, "weight of the AuxK loss"),
+)
+
+TOPK = Variant("topk", TopKSAE, settings=_TOPK_SETTINGS, reports=("k",))
+
+BATCHTOPK = Variant("batchtopk", BatchTopKSAE, settings=(
+    *_TOPK_SETTINGS,
+    Setting("threshold_momentum", 0.01, "EMA rate of the inference threshold estimate"),
+), reports=("k",))
