@@ -76,7 +76,7 @@ def worker(args) -> dict:
   from benchmarks import common
   from seqrec_jax.core import sparse_rows, training
   from seqrec_jax.recommender import losses, sparse_items
-  from seqrec_jax.recommender import stage as recommender_stage
+  from seqrec_jax.recommender import train as recommender_train
   from seqrec_jax.recommender.model import ModelConfig, init_params
 
   shape = _shape(args)
@@ -90,7 +90,7 @@ def worker(args) -> dict:
     fns = sparse_items.make_step_fns(cfg, tx, num_negatives=args.num_negatives)
   else:
     tx = optax.adam(1e-3)
-    fns = recommender_stage.make_step_fns(cfg, tx, losses.make_item_loss(
+    fns = recommender_train.make_step_fns(cfg, tx, losses.make_item_loss(
         args.worker, chunk_size=args.chunk_size, num_negatives=args.num_negatives))
   step = parallel.compile(fns)
   state = parallel.put_state(

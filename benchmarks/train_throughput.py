@@ -29,7 +29,7 @@ import numpy as np
 import optax
 
 from benchmarks import common, torch_reference
-from seqrec_jax.recommender import stage as recommender_stage
+from seqrec_jax.recommender import train as recommender_train
 from seqrec_jax.core import training
 from seqrec_jax.recommender.model import ModelConfig, init_params
 
@@ -45,7 +45,7 @@ def our_step(num_items: int, shape: dict = PAPER, dtype: str = "float32") -> tup
                     dropout_rate=DROPOUT, dtype=dtype)
   tx = optax.adam(1e-3)
   parallel = training.Parallel("jit")
-  step = parallel.compile(recommender_stage.make_step_fns(cfg, tx))
+  step = parallel.compile(recommender_train.make_step_fns(cfg, tx))
   state = parallel.put_state(training.create_train_state(init_params(cfg, jax.random.PRNGKey(0)), tx, 0))
   rng = np.random.default_rng(0)
   ids = rng.integers(1, num_items, (shape["batch_size"], shape["max_len"] + 1)).astype(np.int32)

@@ -18,6 +18,7 @@ from experiments import stages
 from seqrec_jax.core.checkpoints import CheckpointMismatchError
 from seqrec_jax.core.errors import DataError
 from seqrec_jax.core.stage_record import StageMismatchError
+from seqrec_jax import workdir
 from seqrec_jax.steer import recommend
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "ml100k.py")
@@ -62,7 +63,8 @@ def main(argv):
     if _EXPERIMENT.value == "recommend":
       if _USER.value is None:
         raise app.UsageError("--experiment=recommend needs --user=ID")
-      print(recommend.recommend(_CONFIG.value, _WORKDIR.value, _USER.value, _EDIT.value))
+      steerer = workdir.load_steerer(_CONFIG.value, _WORKDIR.value)
+      print(recommend.recommend(steerer, _USER.value, _EDIT.value))
     elif _EXPERIMENT.value == "serve":
       from seqrec_jax.serve import server
 

@@ -74,19 +74,20 @@ def test_report_is_self_contained_and_has_steering_plots(workdir):
 
 def test_recommend_prints_before_and_after(workdir):
   from seqrec_jax.core.errors import DataError
-  from seqrec_jax.recommender import stage as recommender_stage
+  from seqrec_jax import workdir as workdir_lib
   from seqrec_jax.steer import recommend
 
   config = small_synthetic_config()
-  user = str(recommender_stage.load_trained(workdir)[1].interactions.user_ids[0])
-  text = recommend.recommend(config, workdir, user, ["genre_00:+48"])
+  steerer = workdir_lib.load_steerer(config, workdir)
+  user = str(steerer.dataset.interactions.user_ids[0])
+  text = recommend.recommend(steerer, user, ["genre_00:+48"])
   assert "top 10 without edits" in text and "top 10 with genre_00:+48" in text
   after = text.split("top 10 with")[1].splitlines()[1:]
   assert len(after) == 10 and sum("genre_00" in line for line in after) >= 5
   with pytest.raises(DataError, match="close matches"):
-    recommend.recommend(config, workdir, user + "9", [])
+    recommend.recommend(steerer, user + "9", [])
   with pytest.raises(DataError, match="unknown attribute .genre_0.; close matches: genre_0"):
-    recommend.recommend(config, workdir, user, ["genre_0:+2"])
+    recommend.recommend(steerer, user, ["genre_0:+2"])
 
 
 def test_controls_are_chosen_without_looking_at_test_users(workdir, tmp_path, monkeypatch):
@@ -94,17 +95,18 @@ def test_controls_are_chosen_without_looking_at_test_users(workdir, tmp_path, mo
   import shutil
 
   from seqrec_jax.data.splits import EvalSet, Sequences
-  from seqrec_jax.interpret import stage as interpret_stage
-  from seqrec_jax.recommender import stage as recommender_stage
-  from seqrec_jax.steer import stage as steer_stage
+  from seqrec_jax import workdir as workdir_lib
+  from seqrec_jax.stages import interpret as interpret_stage
+  from seqrec_jax.stages import steer as steer_stage
 
   copy = tmp_path / "copy"
   shutil.copytree(workdir, copy)
-  load_trained = recommender_stage.load_trained
+  load_recommender = workdir_lib.load_recommender
 
-  def with_other_test_users(path):
+  def with_other_test_users(layout):
     """The same recommender and selection users; the test users' items replaced at random."""
-    rec_config, dataset, split, model_cfg, params = load_trained(path)
+    rec = load_recommender(layout)
+    split, model_cfg = rec.split, rec.model_cfg
     rng = np.random.default_rng(1)
 
     def scrambled(seqs):
@@ -115,9 +117,9 @@ def test_controls_are_chosen_without_looking_at_test_users(workdir, tmp_path, mo
                    rng.integers(1, model_cfg.num_items, len(split.test.targets), dtype=np.int32))
     split = dataclasses.replace(split, test=test,
                                 test_sequences=scrambled(split.test_sequences))
-    return rec_config, dataset, split, model_cfg, params
+    return dataclasses.replace(rec, split=split, run_id=rec.run_id + "-scrambled")
 
-  monkeypatch.setattr(recommender_stage, "load_trained", with_other_test_users)
+  monkeypatch.setattr(workdir_lib, "load_recommender", with_other_test_users)
   config = small_synthetic_config()
   config.overwrite = True
   interpret_stage.run(config, copy)

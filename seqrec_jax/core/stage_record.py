@@ -12,10 +12,16 @@ the record of each stage it reads (a path relative to the workdir) to that stage
 
 * same settings and upstream, done: the stage is skipped (its saved results are returned);
 * same settings and upstream, not done: the stage resumes (checkpoints of this very run);
+* not done and none of its outputs written (a run that failed before producing anything, e.g.
+  on a bad setting): the record is replaced, whatever its settings, as if there were none;
 * anything else (other settings, an upstream redone since, outputs with no record): a
   `StageMismatchError` naming what differs and the two ways out, never the old numbers; with
   `overwrite` the stage's outputs are removed and it starts afresh under a new `run_id`, which in
   turn makes every downstream stage refuse until it is redone.
+
+Settings are compared on the stage's current fields only: a field the saved record holds but the
+stage no longer reads (removed from the config, or inactive) is ignored, and a field the saved
+record lacks matches only its `ADDED_SETTINGS` value.
 
 A record is current only if its upstream records are current too (checked down the chain), so a
 stage never serves results computed from an older upstream. Only process 0 writes; the others
@@ -78,7 +84,16 @@ def settings_of(config, fields: Iterable[str], exclude: Iterable[str] = ()) -> d
 
 
 def read(path: pathlib.Path) -> dict | None:
-  return read_json(path) if path.is_file() else None
+  """The record at `path` (None if there is none); a damaged one is a one-line error."""
+  if not path.is_file():
+    return None
+  try:
+    return read_json(path)
+  except json.JSONDecodeError as e:
+    raise StageMismatchError(
+        f"{path} is not valid JSON ({e.msg}, line {e.lineno}): the run that wrote it was cut "
+        "short or the file was damaged; rerun with --config.overwrite=true to redo that stage"
+    ) from None
 
 
 def current_upstream(workdir: pathlib.Path, upstream: Iterable[str], needed_by: str) -> dict:
@@ -89,29 +104,35 @@ def current_upstream(workdir: pathlib.Path, upstream: Iterable[str], needed_by: 
     if record is None or not record.get("done"):
       raise FileNotFoundError(f"{workdir / rel} does not record a finished stage: run the stage "
                               f"that writes it before {needed_by}")
-    _check_chain(workdir, record, workdir / rel)
+    check_chain(workdir, record, workdir / rel)
     out[rel] = record["run_id"]
   return out
 
 
-def _check_chain(workdir: pathlib.Path, record: dict, where: pathlib.Path) -> None:
+def check_chain(workdir: pathlib.Path, record: dict, where: pathlib.Path) -> None:
+  """Raises unless every upstream run `record` was computed from is still the current one."""
   for rel, run_id in record.get("upstream", {}).items():
     up = read(workdir / rel)
     if up is None or up.get("run_id") != run_id or not up.get("done"):
       raise StageMismatchError(
           f"{where.parent} ({record['stage']}) was computed from an earlier run of "
           f"{workdir / rel} that has since been redone; --config.overwrite=true redoes it")
-    _check_chain(workdir, up, workdir / rel)
+    check_chain(workdir, up, workdir / rel)
 
 
 def _differences(saved: dict, record: dict) -> dict[str, str]:
-  """`{setting or "upstream PATH": description}` of what differs between two records."""
+  """`{setting or "upstream PATH": description}` of what differs between two records.
+
+  Only the current settings are compared: a key that the saved record holds but `record` lacks
+  is one the stage no longer depends on (a removed or inactive field), so it is ignored; a key
+  that the saved record lacks matches only its `ADDED_SETTINGS` value.
+  """
   out = {}
   before, now = saved.get("settings", {}), record["settings"]
-  for key in sorted(set(before) | set(now)):
+  for key in sorted(now):
     old = before.get(key, ADDED_SETTINGS.get(key, "<unset>"))
-    if old != now.get(key, "<unset>"):
-      out[key] = f"{key}: {old!r} -> {now.get(key, '<unset>')!r}"
+    if old != now[key]:
+      out[key] = f"{key}: {old!r} -> {now[key]!r}"
   for rel in sorted(set(saved.get("upstream", {})) | set(record["upstream"])):
     if saved.get("upstream", {}).get(rel) != record["upstream"].get(rel):
       out[f"upstream {rel}"] = f"upstream {rel} was redone"
@@ -141,6 +162,8 @@ def begin(stage: str, stage_dir: pathlib.Path, workdir: pathlib.Path, settings: 
             "upstream": current_upstream(workdir, upstream, stage)}
   saved = read(stage_dir / RECORD)
   leftovers = [name for name in outputs if (stage_dir / name).exists()]
+  if saved is not None and not saved.get("done") and not leftovers:
+    saved = None  # a run that stopped before writing any output: nothing to protect or resume
   if not overwrite:
     if saved is None and leftovers:
       raise StageMismatchError(

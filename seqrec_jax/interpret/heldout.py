@@ -147,3 +147,24 @@ def distribution(values: np.ndarray) -> dict:
 
 def _pair(ci) -> list[float | None]:
   return [float(x) if np.isfinite(x) else None for x in np.asarray(ci).reshape(2)]
+
+
+LABEL_POSITIONS = ("item", "next_item")
+
+
+def position_labels(multi_hot: np.ndarray, items: np.ndarray, next_items: np.ndarray,
+                    label_position: str) -> tuple[np.ndarray, np.ndarray]:
+  """`(labels[N, G] bool, keep[N] bool)`: the attributes (`multi_hot[V, G]`) of the item at each
+  position (`label_position="item"`, the paper's) or of the next one; `keep` marks positions
+  that have such an item."""
+  if label_position not in LABEL_POSITIONS:
+    raise ValueError(f"label_position must be one of {LABEL_POSITIONS}, got {label_position!r}")
+  labelled = items if label_position == "item" else next_items
+  return np.asarray(multi_hot)[labelled], labelled > 0
+
+
+def signed_thresholds(hidden: np.ndarray, fire_z: float = 1.0) -> np.ndarray:
+  """`[2d]` firing thresholds of +x and -x (as `neuron_statistics`), from these positions."""
+  mean = hidden.mean(0, dtype=np.float64)
+  std = hidden.std(0, dtype=np.float64)
+  return np.concatenate([mean + fire_z * std, -mean + fire_z * std])

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import scipy.sparse
-from seqrec_jax.interpret import statistics
+import seqrec_jax.interpret.statistics as statistics
 
 
 def best_per_attribute(latent_stats: Mapping[str, np.ndarray], neuron_stats: Mapping[str, np.ndarray],

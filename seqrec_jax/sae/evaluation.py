@@ -7,6 +7,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from seqrec_jax.recommender import activations as acts_lib
 from seqrec_jax.recommender import hooks
@@ -61,3 +62,33 @@ def latents(trained: sae.TrainedSAE, activations: acts_lib.Activations, *,
             batch_size: int = 4096) -> np.ndarray:
   """Latents `[N, M]` float32, in raw units, for captured `activations`."""
   return sae.encode_activations(trained, activations.values, batch_size=batch_size)
+
+
+def score(trained: sae.TrainedSAE, rec_params, model_cfg, eval_arrays, test_values, *,
+          layer: str, eval_config, dense_threshold: float) -> dict:
+  """The SAE's quality on held-out activations `test_values[N, d]` and the recommender's ranking
+  with the SAE spliced in at `layer` (beside the original and zero-ablation), as results keys."""
+  quality = sae.evaluate_quality(trained, test_values, dense_threshold=dense_threshold)
+  e = eval_config
+  spliced = spliced_evaluation(rec_params, model_cfg, eval_arrays, trained, layer,
+                               batch_size=e.batch_size, k=e.k, filter_seen=e.filter_seen)
+  key = f"ndcg@{e.k}"
+  logging.info("train_sae: EV %.4f  MSE %.5f  L0 %.1f  dead %.3f  dense %.3f  NDCG@%d original "
+               "%.4f spliced %.4f zero %.4f  loss recovered %.3f", quality.explained_variance,
+               quality.mse, quality.l0, quality.dead_fraction, quality.dense_fraction, e.k,
+               spliced["original"][key], spliced["spliced"][key], spliced["zero_ablated"][key],
+               spliced["loss_recovered"])
+  return {
+      "explained_variance": quality.explained_variance, "mse": quality.mse, "l0": quality.l0,
+      "dead_fraction": quality.dead_fraction, "dense_fraction": quality.dense_fraction,
+      "dense_threshold": dense_threshold, **spliced,
+  }
+
+
+def quality_json(trained: sae.TrainedSAE, values, dense_threshold: float) -> dict | None:
+  """`explained_variance`, `mse`, `l0`, `dead_fraction` on `values[N, d]` (None if empty)."""
+  if not len(values):
+    return None
+  q = sae.evaluate_quality(trained, values, dense_threshold=dense_threshold)
+  return {"explained_variance": q.explained_variance, "mse": q.mse, "l0": q.l0,
+          "dead_fraction": q.dead_fraction}

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import pathlib
 import functools
 from typing import NamedTuple
 
@@ -16,8 +14,7 @@ from seqrec_jax.core import training
 from seqrec_jax.sae.config import SAEConfig
 from seqrec_jax.sae.normalization import Normalizer
 from seqrec_jax.sae.objective import normalizer_of
-from seqrec_jax.sae.variants import init_variables, join_variables, make_sae
-from seqrec_jax.core.checkpoints import Checkpointer
+from seqrec_jax.sae.variants import join_variables, make_sae
 
 
 # ----------------------------------------------------------------------------- raw-unit interface
@@ -128,40 +125,3 @@ def evaluate_quality(sae: TrainedSAE, values, *, batch_size: int = 4096,
       dead_fraction=float(np.mean(fires == 0)), dense_fraction=float(np.mean(rate > dense_threshold)),
       fire_rate=rate,
   )
-
-
-def save_sae(directory: pathlib.Path, step: int, trained: TrainedSAE, layer: str, norm_method: str):
-  ckpt = Checkpointer(directory, max_to_keep=1)
-  state = {"variables": trained.variables,
-           "norm": {"shift": trained.norm.shift, "scale": trained.norm.scale}}
-  ckpt.save(step, jax.device_get(state),
-            {"sae_config": trained.config.to_dict(), "layer": layer, "normalization": norm_method})
-  ckpt.close()
-
-
-def load_sae(workdir: str | pathlib.Path, subdir: str = "sae") -> TrainedSAE:
-  """The SAE trained by `train_sae` in `workdir` (unpacks as `(config, variables, norm)`).
-
-  Its layer is in `json.load(open(DIR/<subdir>/results.json))["layer"]` (or `sae_layer`).
-  """
-  directory = pathlib.Path(workdir) / subdir / "model"
-  meta_file = pathlib.Path(workdir) / subdir / "sae_config.json"
-  if not meta_file.exists():
-    raise FileNotFoundError(f"{meta_file} not found: run --experiment=train_sae first")
-  meta = json.loads(meta_file.read_text())
-  config = SAEConfig(**meta["sae_config"])
-  variables = init_variables(config, jax.random.PRNGKey(0))
-  target = {"variables": variables,
-            "norm": {"shift": jnp.zeros((config.input_dim,), jnp.float32),
-                     "scale": jnp.ones((), jnp.float32)}}
-  ckpt = Checkpointer(directory, max_to_keep=1)
-  state, _ = ckpt.restore(target)
-  ckpt.close()
-  norm = Normalizer(jnp.asarray(state["norm"]["shift"]), jnp.asarray(state["norm"]["scale"]))
-  variables = {k: dict(v) for k, v in state["variables"].items()}
-  return TrainedSAE(config, jax.tree_util.tree_map(jnp.asarray, variables), norm)
-
-
-def sae_layer(workdir: str | pathlib.Path, subdir: str = "sae") -> str:
-  """The layer the SAE in `workdir/<subdir>` was trained on."""
-  return json.loads((pathlib.Path(workdir) / subdir / "sae_config.json").read_text())["layer"]

@@ -1,21 +1,19 @@
 """The explorer's answers: one method per API route, each a pure function of the query.
 
-`Explorer.load(config, workdir)` reads a finished workdir once (through `steer.recommend.Steerer`)
-and answers queries given as `{name: [values]}` (what `urllib.parse.parse_qs` returns) with
+`Explorer.load(config, workdir)` reads a finished workdir once (through `seqrec_jax.workdir`'s
+checked loads) and answers queries given as `{name: [values]}` (what `urllib.parse.parse_qs` returns) with
 JSON-ready dicts, or raises `ApiError(status, one-line message)`. The HTTP layer (`server`) only
-routes. Optional outputs of the interpret and steer stages (per-latent dashboards with histograms
-and logit effects, composite presets) are shown when the workdir has them.
+routes. Composite presets appear once the steer stage has run.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import math
-import pathlib
 
 import numpy as np
 
+from seqrec_jax import workdir as workdir_lib
 from seqrec_jax.core.errors import DataError
 from seqrec_jax.steer.edits import parse_edit
 from seqrec_jax.steer.explain import explain
@@ -50,25 +48,23 @@ def finite(value):
   return value
 
 
-def _read_json(path: pathlib.Path) -> dict:
-  return json.loads(path.read_text()) if path.exists() else {}
-
-
 class Explorer:
   """A loaded workdir and the API's answers."""
 
-  def __init__(self, steerer: Steerer, workdir: pathlib.Path):
+  def __init__(self, steerer: Steerer, interpretation, steering, name: str):
+    """`interpretation` and `steering` are `workdir.Interpretation` and `workdir.Steering` (None
+    before the steer stage has run); `name` names the workdir on the page."""
     self.steerer = steerer
-    self.workdir = pathlib.Path(workdir)
+    self.name = name
     s = steerer
-    self.interpreted = s.interpreted
-    self.steered = _read_json(self.workdir / "steer" / "results.json")
-    stats = np.load(self.workdir / "interpret" / "statistics.npz")
-    self.stats = {k: stats[k] for k in stats.files}
-    self.attribute_names = [str(n) for n in s.dataset.attributes.names]
+    self.interpreted = interpretation.results
+    self.steered = steering.results if steering is not None else {}
+    stats = interpretation.statistics
+    self.stats = {f"latent_{k}": v for k, v in stats.tables["latent"].items()}
+    self.attribute_names = list(stats.attribute_names)
     self.dict_size = int(s.trained.config.dict_size)
     self.labels = {int(j): v for j, v in self.interpreted.get("labels", {}).items()}
-    self.dashboards = self._dashboards()
+    self.dashboards = {int(j): v for j, v in interpretation.dashboards.items()}
     self.strength_limit = self._strength_limit()
     self.baseline = finite(s.test_effect())
     self._effect = functools.lru_cache(EFFECT_CACHE)(lambda edits: finite(s.test_effect(edits)))
@@ -76,24 +72,12 @@ class Explorer:
 
   @classmethod
   def load(cls, config, workdir) -> Explorer:
-    return cls(Steerer.load(config, workdir), pathlib.Path(workdir))
-
-  # ------------------------------------------------------------------ optional inputs
-
-  def _dashboards(self) -> dict[int, dict]:
-    """Per-latent dashboard data the interpret stage may save (`dashboards` or `latents` in its
-    results.json, or `dashboards.json` beside it), keyed by latent id; empty when absent."""
-    out: dict[int, dict] = {}
-    sources = [self.interpreted.get("dashboards"), self.interpreted.get("latents"),
-               _read_json(self.workdir / "interpret" / "dashboards.json")]
-    for source in sources:
-      if isinstance(source, dict) and "latents" in source and isinstance(source["latents"], dict):
-        source = source["latents"]
-      if isinstance(source, dict):
-        for key, value in source.items():
-          if str(key).isdigit() and isinstance(value, dict):
-            out.setdefault(int(key), {}).update(value)
-    return out
+    """Every artefact of a finished workdir, read through `seqrec_jax.workdir`'s checked loads."""
+    layout = workdir_lib.Layout.of(workdir, config)
+    steering = (workdir_lib.load_steering(layout) if workdir_lib.has_finished(layout.steer)
+                else None)
+    return cls(workdir_lib.load_steerer(config, workdir),
+               workdir_lib.load_interpretation(layout), steering, layout.root.absolute().name)
 
   def _strength_limit(self) -> float:
     """Largest |strength| accepted: the widest of the steer stage's sweep (32 by default)."""
@@ -102,20 +86,12 @@ class Explorer:
     return max(strengths, default=0.0) or 32.0
 
   def _presets(self) -> list[dict]:
-    """Composite settings of the steer stage (`composites` in DIR/steer/results.json) that parse
-    as `--edit` texts; others are skipped."""
-    composites = self.steered.get("composites") or {}
-    if isinstance(composites, list):
-      composites = {c.get("name", f"preset {i}"): c for i, c in enumerate(composites)
-                    if isinstance(c, dict)}
+    """The steer stage's composite settings (`composites[NAME]["edits"]`) as `--edit` texts."""
     presets = []
-    for name, entry in composites.items() if isinstance(composites, dict) else ():
-      texts = _edit_texts(entry)
-      try:
-        if texts and self.steerer.resolve(texts):
-          presets.append({"name": str(name), "edits": texts})
-      except (DataError, ValueError, TypeError):
-        continue
+    for name, entry in (self.steered.get("composites") or {}).items():
+      texts = list(entry.get("edits", []))
+      if texts and self.steerer.resolve(texts):
+        presets.append({"name": str(name), "edits": texts})
     return presets
 
   # ------------------------------------------------------------------ query parsing
@@ -171,7 +147,7 @@ class Explorer:
                  "promote": c["promote"].to_json(), "suppress": c["suppress"].to_json()}
                 for name, c in s.controls.items()]
     return finite({
-        "workdir": str(self.workdir), "dataset": s.dataset.name, "layer": s.layer,
+        "workdir": self.name, "dataset": s.dataset.name, "layer": s.layer,
         "dict_size": self.dict_size, "num_users": len(users), "num_items": s.model_cfg.num_items - 1,
         "example_users": users[:5], "mode": s.mode, "positions": s.positions,
         "error_preserving": s.error_preserving, "strength_limit": self.strength_limit,
@@ -285,31 +261,3 @@ class Explorer:
                     for j, c, a in zip(result.latents[:top], result.contributions[:top],
                                        result.activations[:top])]})
 
-
-def _edit_texts(entry) -> list[str]:
-  """`--edit` texts from a composite entry: a list of texts, `{name: strength}`, or a list of
-  `{"attribute"|"name"|"latent", "strength"|"value"}`, under `edits`, `controls` or itself."""
-  if isinstance(entry, dict):
-    for key in ("edits", "controls", "setting", "strengths"):
-      if key in entry:
-        return _edit_texts(entry[key])
-    if entry and all(isinstance(v, (int, float)) for v in entry.values()):
-      return [f"{name}:{float(v):+g}" for name, v in entry.items()]
-    return []
-  if isinstance(entry, list):
-    texts = []
-    for e in entry:
-      if isinstance(e, str):
-        texts.append(e)
-      elif isinstance(e, dict):
-        name = e.get("attribute", e.get("name"))
-        if name is None and e.get("latent") is not None:
-          name = f"#{int(e['latent'])}"
-        value = e.get("strength", e.get("value"))
-        if name is None or not isinstance(value, (int, float)):
-          return []
-        texts.append(f"{name}:{float(value):+g}")
-      else:
-        return []
-    return texts
-  return []

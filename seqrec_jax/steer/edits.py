@@ -27,6 +27,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from seqrec_jax.recommender import hooks
@@ -152,3 +153,12 @@ def resolve_edits(texts, controls, mode: str = "add") -> list[tuple[int, str, fl
     else:
       raise close_matches_error("attribute", name, controls)
   return edits
+
+
+def typical_activation(latents: np.ndarray) -> np.ndarray:
+  """`[M]` mean of each latent where it fires (1 for latents that never fire), from `[N, M]`
+  latents: steering's unit, so a strength means the same for every latent."""
+  fired = latents > 0
+  counts = fired.sum(0)
+  sums = np.where(fired, latents, 0).sum(0, dtype=np.float64)
+  return np.where(counts > 0, sums / np.maximum(counts, 1), 1.0).astype(np.float32)

@@ -23,14 +23,13 @@ offset is an exact zero.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import jax.numpy as jnp
 import numpy as np
 
 from seqrec_jax.recommender import hooks
 from seqrec_jax.steer import edits as steering
-
-METHODS = ("sae_effect", "sae_auc", "sae_replace", "dimension", "probe", "rerank")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,3 +122,94 @@ def probe_direction(hidden: np.ndarray, labels: np.ndarray, ridge: float = 1e-3)
 def score_unit(scores_std_per_user: np.ndarray) -> float:
   """The re-ranking unit: the mean over users of the standard deviation of their item scores."""
   return float(np.mean(scores_std_per_user))
+
+
+# ---------------------------------------------------------------- the registry
+
+
+@dataclasses.dataclass
+class SteerContext:
+  """What every method's steer is built from; everything here comes from the selection users.
+
+  `controls[name][direction]` are the chosen SAE controls; `selection_auc[M, G]` the latents'
+  AUC; `neuron_corr[2d, G]`, `neuron_dimension[2d]`, `neuron_sign[2d]` the signed dimensions'
+  correlation and identity; `hidden[N, d]` and `labels[N, G]` the layer's states and attributes
+  at the positions; `score_unit` the re-ranking unit; `multi_hot[V, G]` the items' attributes.
+  """
+
+  layer: str
+  trained: object  # sae.TrainedSAE
+  typical: np.ndarray
+  controls: dict
+  multi_hot: np.ndarray
+  selection_auc: np.ndarray
+  neuron_corr: np.ndarray
+  neuron_dimension: np.ndarray
+  neuron_sign: np.ndarray
+  hidden: np.ndarray
+  labels: np.ndarray
+  score_unit: float
+  mode: str = "add"
+  positions: str = "last"
+  error_preserving: bool = True
+  _probes: dict = dataclasses.field(default_factory=dict, repr=False)
+
+  def sae(self, edit_list, error_preserving: bool | None = None) -> Steer:
+    ep = self.error_preserving if error_preserving is None else error_preserving
+    return sae_steer(self.layer, self.trained, self.typical, edit_list, positions=self.positions,
+                     error_preserving=ep)
+
+  def control(self, name: str, strength: float) -> Control:
+    return self.controls[name]["promote" if strength >= 0 else "suppress"]
+
+  def probe(self, g: int) -> np.ndarray:
+    if g not in self._probes:
+      self._probes[g] = probe_direction(self.hidden, self.labels[:, g])
+    return self._probes[g]
+
+
+def _sae_effect(ctx: SteerContext, name: str, g: int, strength: float) -> Steer:
+  return ctx.sae(ctx.control(name, strength).edits(strength, ctx.mode))
+
+
+def _sae_replace(ctx: SteerContext, name: str, g: int, strength: float) -> Steer:
+  return ctx.sae(ctx.control(name, strength).edits(strength, ctx.mode), error_preserving=False)
+
+
+def _sae_auc(ctx: SteerContext, name: str, g: int, strength: float) -> Steer:
+  latent = int(np.nan_to_num(ctx.selection_auc[:, g], nan=-np.inf).argmax())
+  return ctx.sae(Control.single(latent).edits(strength, ctx.mode))
+
+
+def _dimension(ctx: SteerContext, name: str, g: int, strength: float) -> Steer:
+  column = int(np.nan_to_num(ctx.neuron_corr[:, g], nan=-np.inf).argmax())
+  vector = dimension_direction(ctx.hidden, int(ctx.neuron_dimension[column]),
+                               int(ctx.neuron_sign[column]))
+  return direction_steer(ctx.layer, vector, strength, positions=ctx.positions)
+
+
+def _probe(ctx: SteerContext, name: str, g: int, strength: float) -> Steer:
+  return direction_steer(ctx.layer, ctx.probe(g), strength, positions=ctx.positions)
+
+
+def _rerank(ctx: SteerContext, name: str, g: int, strength: float) -> Steer:
+  return rerank_steer(ctx.multi_hot[:, g], strength * ctx.score_unit)
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """One steering method: its strengths (`config.steer.<grid>`), their unit, and its steer."""
+
+  grid: str
+  unit: str
+  steer: Callable[[SteerContext, str, int, float], Steer]
+
+
+METHODS = {
+    "sae_effect": Method("strengths", "typical activations", _sae_effect),
+    "sae_auc": Method("strengths", "typical activations", _sae_auc),
+    "sae_replace": Method("strengths", "typical activations", _sae_replace),
+    "dimension": Method("direction_strengths", "standard deviations of the dimension", _dimension),
+    "probe": Method("direction_strengths", "standard deviations along the probe", _probe),
+    "rerank": Method("rerank_strengths", "score standard deviations ({score_unit:.4g})", _rerank),
+}

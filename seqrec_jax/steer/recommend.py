@@ -1,8 +1,8 @@
 """One person's top-k before and after edits: `Steerer` (a loaded workdir, reused by the
 `recommend` command and the explorer server) and `recommend` (the command's printable text).
 
-A `Steerer` loads the recommender, SAE, interpretation and steering settings of a workdir once and
-answers `top_items(history, edits)` with a single compiled forward pass: every query has the same
+A `Steerer` holds the recommender, SAE, interpretation and steering settings of a workdir (built
+once by `seqrec_jax.workdir.load_steerer`) and answers `top_items(history, edits)` with a single compiled forward pass: every query has the same
 shapes (one right-aligned `[1, L]` input, a seen list padded to a fixed width, and the edit list
 padded with no-op edits to a multiple of `MAX_EDITS`), so moving a strength never recompiles.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import pathlib
 
 import numpy as np
 
@@ -20,7 +19,6 @@ from seqrec_jax.data.containers import item_text
 from seqrec_jax.data.splits import EvalSet, make_sequences
 from seqrec_jax.recommender import evaluation, hooks, input_pipeline, metrics
 from seqrec_jax.steer import edits as steering
-from seqrec_jax.steer.stage import attribute_controls, load_steering_context
 
 MAX_EDITS = 8  # edits per query are padded to a multiple of this (one compiled pass)
 _NO_OP = (0, "scale", 1.0)  # f_0 * 1 = f_0: the edited hidden state equals h bit for bit
@@ -35,25 +33,21 @@ class Steerer:
   split: object
   model_cfg: object
   params: object
-  interpreted: dict  # DIR/interpret/results.json
+  interpreted: dict  # the interpret stage's results
   typical: np.ndarray  # [M] each latent's typical activation (steering's unit)
   trained: object  # sae.TrainedSAE
   layer: str
-  controls: dict  # attribute -> {"promote": Control, "suppress": Control} (attribute_controls)
+  controls: dict  # attribute -> {"promote": Control, "suppress": Control}
   mode: str  # set | add | scale
   positions: str  # all | last
   error_preserving: bool
   seen_width: int  # every query's seen list is padded to this width
 
-  @classmethod
-  def load(cls, config, workdir: str | pathlib.Path) -> Steerer:
-    (rec_config, dataset, split, model_cfg, params, interpreted, typical, trained,
-     layer) = load_steering_context(config, workdir)
+  @staticmethod
+  def seen_width_for(dataset) -> int:
+    """The seen-list width every query is padded to: the longest history, in multiples of 64."""
     longest = int(dataset.interactions.lengths.max()) if dataset.interactions.num_users else 1
-    s = config.steer
-    return cls(rec_config, dataset, split, model_cfg, params, interpreted, typical, trained, layer,
-               attribute_controls(workdir), s.mode, s.positions, bool(s.error_preserving),
-               seen_width=-(-max(longest, 64) // 64) * 64)
+    return -(-max(longest, 64) // 64) * 64
 
   # ------------------------------------------------------------------ users, items, edits
 
@@ -143,9 +137,8 @@ class Steerer:
     return {"item": int(item), "title": title, "attributes": names.split(", ") if names else []}
 
 
-def recommend(config, workdir, user: str, edit_texts, *, k: int = 10, recent: int = 10) -> str:
+def recommend(steerer: Steerer, user: str, edit_texts, *, k: int = 10, recent: int = 10) -> str:
   """The user's recent items and top-k before and after the edits, as printable text."""
-  steerer = Steerer.load(config, workdir)
   history = steerer.user_history(user)
   edits = steerer.resolve(edit_texts)
   lines = [f"user {user}: {len(history)} interactions; most recent last:"]

@@ -14,7 +14,9 @@ import jax
 import numpy as np
 import pytest
 
-from seqrec_jax.recommender import stage as recommender_stage
+from seqrec_jax.recommender import train as recommender_train
+from seqrec_jax import workdir as workdir_lib
+from seqrec_jax.stages import recommender as recommender_stage
 from seqrec_jax.core.checkpoints import CheckpointMismatchError
 from seqrec_jax.core.stage_record import StageMismatchError
 from tests.helpers import tiny_config as tiny
@@ -40,7 +42,7 @@ def _without_times(results):
 
 
 def _params(workdir):
-  return recommender_stage.load_trained(workdir)[-1]
+  return workdir_lib.load_recommender(workdir_lib.Layout(workdir)).params
 
 
 # Every file of the corpus is checked in-process by tests/test_data.py; here a few go through
@@ -58,11 +60,11 @@ def test_bad_interaction_file_exits_with_one_line(tmp_path, name):
 
 
 def test_same_seed_same_results_other_seed_different(tmp_path):
-  a = recommender_stage.train_and_evaluate(_config(), tmp_path / "a")
-  b = recommender_stage.train_and_evaluate(_config(), tmp_path / "b")
+  a = recommender_stage.run(_config(), tmp_path / "a")
+  b = recommender_stage.run(_config(), tmp_path / "b")
   other = _config()
   other.seed = 1
-  c = recommender_stage.train_and_evaluate(other, tmp_path / "c")
+  c = recommender_stage.run(other, tmp_path / "c")
   assert _without_times(a) == _without_times(b)
   assert _without_times(a)["test"] != _without_times(c)["test"]
   disk = json.loads((tmp_path / "a" / "results.json").read_text())
@@ -70,27 +72,27 @@ def test_same_seed_same_results_other_seed_different(tmp_path):
 
 
 def test_finished_stage_is_not_redone_unless_overwrite(tmp_path):
-  first = recommender_stage.train_and_evaluate(_config(), tmp_path)
+  first = recommender_stage.run(_config(), tmp_path)
   stamp = (tmp_path / "results.json").stat().st_mtime_ns
-  again = recommender_stage.train_and_evaluate(_config(), tmp_path)
+  again = recommender_stage.run(_config(), tmp_path)
   assert again == json.loads(json.dumps(first))
   assert (tmp_path / "results.json").stat().st_mtime_ns == stamp
   redo = _config()
   redo.overwrite = True
-  recommender_stage.train_and_evaluate(redo, tmp_path)
+  recommender_stage.run(redo, tmp_path)
   assert (tmp_path / "results.json").stat().st_mtime_ns != stamp
 
 
 def test_later_stage_without_inputs_names_the_stage_to_run(tmp_path):
   with pytest.raises(FileNotFoundError, match="train_recommender"):
-    recommender_stage.load_trained(tmp_path)
+    workdir_lib.load_recommender(workdir_lib.Layout(tmp_path))
 
 
 def _first_non_finite_step(workdir, every: int) -> int:
   config = _config(learning_rate=1e12, eval_every_steps=every, log_every_steps=every,
                    max_steps=40, num_epochs=100)
   with pytest.raises(FloatingPointError, match=r"at step \d+") as failure:
-    recommender_stage.train_and_evaluate(config, workdir)
+    recommender_stage.run(config, workdir)
   assert not (workdir / "results.json").exists()
   return int(re.search(r"at step (\d+)", str(failure.value)).group(1))
 
@@ -118,17 +120,17 @@ def _params_of_latest(workdir):
   from seqrec_jax.recommender.model import init_params
 
   config = _config()
-  dataset, split = recommender_stage.load_data(config)
-  model_cfg = recommender_stage.model_config(config, dataset.interactions.num_items)
+  dataset, split = recommender_train.load_data(config)
+  model_cfg = recommender_train.model_config(config, dataset.interactions.num_items)
   target = training.create_train_state(init_params(model_cfg, jax.random.PRNGKey(0)),
-                                       recommender_stage.make_optimizer(config), 0)
+                                       recommender_train.make_optimizer(config), 0)
   state, _, _ = Checkpointer(workdir / "checkpoints").restore_newest_valid(target)
   return state.params
 
 
 def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path):
   config = _config(max_steps=6, eval_every_steps=2, log_every_steps=1, num_epochs=50)
-  recommender_stage.train_and_evaluate(config, tmp_path)
+  recommender_stage.run(config, tmp_path)
   assert _checkpoint_steps(tmp_path)[-2:] == [4, 6]
   # Truncate every array file of the newest checkpoint.
   for f in (tmp_path / "checkpoints" / "6" / "state").rglob("*"):
@@ -136,7 +138,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path):
       f.write_bytes(f.read_bytes()[: f.stat().st_size // 3])
   lines_before = len((tmp_path / "metrics.jsonl").read_text().splitlines())
   more = _config(max_steps=8, eval_every_steps=2, log_every_steps=1, num_epochs=50)
-  results = recommender_stage.train_and_evaluate(more, tmp_path)
+  results = recommender_stage.run(more, tmp_path)
   assert results["steps"] == 8
   assert (tmp_path / "checkpoints.unreadable" / "6").is_dir()
   # It resumed from step 4 (a restart from scratch would log steps 1.. again) ...
@@ -145,13 +147,13 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path):
   assert new_train_steps == [5, 6, 7, 8]
   # ... and reached the parameters of an uninterrupted run (the same computation repeated).
   straight = tmp_path / "straight"
-  recommender_stage.train_and_evaluate(more, straight)
+  recommender_stage.run(more, straight)
   jax.tree_util.tree_map(np.testing.assert_array_equal, _params_of_latest(tmp_path),
                          _params_of_latest(straight))
 
 
 def test_restore_into_another_shape_names_the_entry(tmp_path):
-  recommender_stage.train_and_evaluate(_config(max_steps=2, eval_every_steps=2), tmp_path)
+  recommender_stage.run(_config(max_steps=2, eval_every_steps=2), tmp_path)
   bigger = _config(max_steps=4, eval_every_steps=2)
   bigger.model.hidden_dim = 24
   # The error names an entry and both layouts, e.g. "entry params.item_embedding.embedding is
@@ -160,16 +162,16 @@ def test_restore_into_another_shape_names_the_entry(tmp_path):
   from seqrec_jax.core.checkpoints import Checkpointer
   from seqrec_jax.recommender.model import init_params
 
-  dataset, _ = recommender_stage.load_data(bigger)
-  model_cfg = recommender_stage.model_config(bigger, dataset.interactions.num_items)
+  dataset, _ = recommender_train.load_data(bigger)
+  model_cfg = recommender_train.model_config(bigger, dataset.interactions.num_items)
   target = training.create_train_state(init_params(model_cfg, jax.random.PRNGKey(0)),
-                                       recommender_stage.make_optimizer(bigger), 0)
+                                       recommender_train.make_optimizer(bigger), 0)
   with pytest.raises(CheckpointMismatchError,
                      match=r"entry \S+ is \(\(.*\) in the checkpoint but \(\(.*\) in the model"):
     Checkpointer(tmp_path / "checkpoints").restore(target)
   # The stage itself refuses earlier, naming the setting.
   with pytest.raises(StageMismatchError, match=r"model\.hidden_dim: 16 -> 24"):
-    recommender_stage.train_and_evaluate(bigger, tmp_path)
+    recommender_stage.run(bigger, tmp_path)
 
 
 def test_resume_after_sigkill_is_bitwise_exact(tmp_path):

@@ -25,7 +25,7 @@ import optax
 
 from seqrec_jax.core import distributed
 from seqrec_jax.recommender import input_pipeline
-from seqrec_jax.recommender import stage as recommender_stage
+from seqrec_jax.recommender import train as recommender_train
 from seqrec_jax import sae
 from seqrec_jax.sae import batches as sae_batches
 from seqrec_jax.core import training
@@ -62,7 +62,7 @@ def sae_state(values: np.ndarray):
 
 def run_recommender(parallel: training.Parallel) -> tuple[list[float], object]:
   tx, state = recommender_state()
-  step = parallel.compile(recommender_stage.make_step_fns(MODEL, tx))
+  step = parallel.compile(recommender_train.make_step_fns(MODEL, tx))
   data = input_pipeline.make_train_data(sequences(), kind="sasrec", max_len=MODEL.max_len,
                                         global_batch_size=16, seed=0)
   batches = data.iterator()

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import optax
 
-from seqrec_jax.recommender import stage as recommender_stage
+from seqrec_jax.recommender import train as recommender_train
 from seqrec_jax.core import training
 from seqrec_jax.recommender.model import ModelConfig, init_params
 
@@ -21,7 +21,7 @@ def losses(mode: str, steps: int = 10, dropout: float = 0.0) -> list[float]:
                     num_heads=2, mlp_dim=32, dropout_rate=dropout)
   tx = optax.adam(1e-2)
   parallel = training.Parallel(mode)
-  step = parallel.compile(recommender_stage.make_step_fns(cfg, tx))
+  step = parallel.compile(recommender_train.make_step_fns(cfg, tx))
   state = parallel.put_state(
       training.create_train_state(init_params(cfg, jax.random.PRNGKey(0)), tx, seed=0))
   rng = np.random.default_rng(0)

@@ -15,7 +15,7 @@ import optax
 
 from seqrec_jax.core import sparse_rows, training
 from seqrec_jax.recommender import losses, sparse_items
-from seqrec_jax.recommender import stage as recommender_stage
+from seqrec_jax.recommender import train as recommender_train
 from seqrec_jax.recommender.model import ModelConfig, init_params
 
 NUM_ITEMS, STEPS, NEGATIVES, LR = 40, 5, 16, 1e-2
@@ -52,7 +52,7 @@ def run(mode: str, clip: float = 0.0) -> dict:
   lazy_tx = sparse_rows.SparseRowsOptimizer(dense=optax.adam(LR), rows=sparse_rows.LazyAdam(LR),
                                             path=sparse_items.TABLE_PATH, clip_norm=clip)
   loss = losses.make_item_loss("sampled", num_negatives=NEGATIVES)
-  dense_losses, dense_params = _train(mode, recommender_stage.make_step_fns(MODEL, dense_tx, loss))
+  dense_losses, dense_params = _train(mode, recommender_train.make_step_fns(MODEL, dense_tx, loss))
   lazy_losses, lazy_params = _train(
       mode, sparse_items.make_step_fns(MODEL, lazy_tx, num_negatives=NEGATIVES))
   flat_dense = dict(jax.tree_util.tree_leaves_with_path(dense_params))

@@ -1,10 +1,10 @@
-"""`interpret.stage._sequence_example` (indexed once per stage) against a direct scan."""
+"""`interpret.stage.sequence_example` (indexed once per stage) against a direct scan."""
 
 import types
 
 import numpy as np
 
-from seqrec_jax.interpret import stage
+from seqrec_jax.interpret import dashboards as stage
 
 
 def _direct(acts, row, history):
@@ -25,9 +25,9 @@ def test_history_matches_a_direct_scan_in_any_row_order():
   dataset = types.SimpleNamespace(
       interactions=types.SimpleNamespace(user_ids=np.asarray([f"u{i}" for i in range(30)])),
       attributes=types.SimpleNamespace(titles=np.asarray([f"t{i}" for i in range(50)])))
-  index = stage._history_index(acts)
+  index = stage.history_index(acts)
   for row in range(len(rows)):
-    example = stage._sequence_example(dataset, acts, index, row, 5)
+    example = stage.sequence_example(dataset, acts, index, row, 5)
     assert example["items"] == [f"t{i}" for i in _direct(acts, row, 5)]
     assert example["position"] == acts.positions[row]
     assert example["user"] == f"u{acts.rows[row]}"

@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from seqrec_jax.recommender import losses
-from seqrec_jax.recommender import stage as recommender_stage
+from seqrec_jax.recommender import train as recommender_train
 from seqrec_jax.core import training
 from seqrec_jax.recommender.model import ModelConfig, SequentialRecommender, init_params, make_model
 
@@ -27,7 +27,7 @@ def _two_steps(dtype, loss="full"):
   cfg = _config(dtype)
   tx = optax.adam(1e-3)
   step = jax.jit(lambda s, b: training.train_step(
-      s, b, recommender_stage.make_step_fns(cfg, tx, losses.make_item_loss(loss, chunk_size=64))))
+      s, b, recommender_train.make_step_fns(cfg, tx, losses.make_item_loss(loss, chunk_size=64))))
   state = training.create_train_state(init_params(cfg, jax.random.PRNGKey(0)), tx, seed=0)
   out = []
   for _ in range(2):

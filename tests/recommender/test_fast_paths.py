@@ -11,7 +11,7 @@ import pytest
 
 from seqrec_jax.core import training
 from seqrec_jax.recommender import dropout, evaluation, hooks, losses, model
-from seqrec_jax.recommender import stage as recommender_stage
+from seqrec_jax.recommender import train as recommender_train
 from seqrec_jax.recommender.model import ModelConfig, init_params
 
 
@@ -34,7 +34,7 @@ def _autodiff_full_ce(hidden, table, labels, rng):
 def _losses(cfg, item_loss=None, steps=10):
   tx = optax.adam(3e-3)
   parallel = training.Parallel("jit")
-  step = parallel.compile(recommender_stage.make_step_fns(cfg, tx, item_loss))
+  step = parallel.compile(recommender_train.make_step_fns(cfg, tx, item_loss))
   state = parallel.put_state(training.create_train_state(init_params(cfg, jax.random.PRNGKey(3)), tx, 0))
   rng = np.random.default_rng(0)
   out = []

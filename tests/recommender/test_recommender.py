@@ -8,7 +8,8 @@ import pytest
 
 from seqrec_jax.recommender import losses
 from seqrec_jax.recommender import evaluation
-from seqrec_jax.recommender import stage as recommender_stage
+from seqrec_jax import workdir as workdir_lib
+from seqrec_jax.stages import recommender as recommender_stage
 from tests.helpers import tiny_config as tiny
 
 RESULT_KEYS = {"dataset", "model", "protocol", "filter_seen", "num_users", "num_items", "steps",
@@ -23,7 +24,7 @@ def tiny_config(kind="sasrec", **train):
 
 @pytest.mark.parametrize("kind", ["sasrec", "bert4rec"])
 def test_train_recommender_writes_results(tmp_path, kind):
-  results = recommender_stage.train_and_evaluate(tiny_config(kind), tmp_path)
+  results = recommender_stage.run(tiny_config(kind), tmp_path)
   on_disk = json.loads((tmp_path / "results.json").read_text())
   assert RESULT_KEYS <= set(on_disk)
   for split in ("val", "test"):
@@ -46,24 +47,24 @@ def test_train_step_traces_once(tmp_path, monkeypatch):
     return original(*args)
 
   monkeypatch.setattr(losses, "full_softmax_ce", counting)
-  results = recommender_stage.train_and_evaluate(tiny_config(num_epochs=3), tmp_path)
+  results = recommender_stage.run(tiny_config(num_epochs=3), tmp_path)
   assert results["steps"] >= 6
   assert len(traces) == 1
 
 
 def _params(workdir):
-  *_, params = recommender_stage.load_trained(workdir)
-  return params
+  workdir_lib.clear_cache()
+  return workdir_lib.load_recommender(workdir_lib.Layout(workdir)).params
 
 
 def test_resume_continues_to_the_same_parameters(tmp_path):
   # Uninterrupted: 8 steps. Interrupted: 4 steps, then the same workdir asked for 8.
-  recommender_stage.train_and_evaluate(tiny_config(max_steps=8, eval_every_steps=2, num_epochs=50),
+  recommender_stage.run(tiny_config(max_steps=8, eval_every_steps=2, num_epochs=50),
                                  tmp_path / "full")
-  first = recommender_stage.train_and_evaluate(
+  first = recommender_stage.run(
       tiny_config(max_steps=4, eval_every_steps=2, num_epochs=50), tmp_path / "split")
   assert first["steps"] == 4
-  second = recommender_stage.train_and_evaluate(
+  second = recommender_stage.run(
       tiny_config(max_steps=8, eval_every_steps=2, num_epochs=50), tmp_path / "split")
   assert second["steps"] == 8
   full_results = json.loads((tmp_path / "full" / "results.json").read_text())
@@ -73,8 +74,10 @@ def test_resume_continues_to_the_same_parameters(tmp_path):
 
 
 def test_best_checkpoint_round_trip(tmp_path):
-  results = recommender_stage.train_and_evaluate(tiny_config(), tmp_path)
-  config, dataset, split, model_cfg, params = recommender_stage.load_trained(tmp_path)
+  results = recommender_stage.run(tiny_config(), tmp_path)
+  workdir_lib.clear_cache()  # restore from the files, not the artefact the stage handed over
+  rec = workdir_lib.load_recommender(workdir_lib.Layout(tmp_path))
+  config, split, model_cfg, params = rec.config, rec.split, rec.model_cfg, rec.params
   # The restored best parameters reproduce the recorded test metrics exactly.
   from seqrec_jax.recommender import input_pipeline
   arrays = input_pipeline.make_eval_arrays(split.test, kind=model_cfg.kind, max_len=model_cfg.max_len,

@@ -13,7 +13,7 @@ import pytest
 
 from seqrec_jax.core import sparse_rows, training
 from seqrec_jax.recommender import losses, sparse_items
-from seqrec_jax.recommender import stage as recommender_stage
+from seqrec_jax.recommender import train as recommender_train
 from seqrec_jax.recommender.model import ModelConfig, init_params
 from tests.helpers import sparse_steps
 
@@ -81,12 +81,12 @@ def test_lazy_adam_needs_the_sampled_loss():
   config = ml_collections.ConfigDict({"train": {
       "learning_rate": 1e-3, "loss": "full", "item_optimizer": "lazy_adam", "grad_clip_norm": 0.0}})
   with pytest.raises(ValueError, match="item_optimizer"):
-    recommender_stage.make_optimizer(config)
+    recommender_train.make_optimizer(config)
   config.train.item_optimizer = "sparse"
   with pytest.raises(ValueError, match="item_optimizer"):
-    recommender_stage.make_optimizer(config)
+    recommender_train.make_optimizer(config)
   config.train.item_optimizer, config.train.loss = "lazy_adam", "sampled"
-  assert isinstance(recommender_stage.make_optimizer(config), sparse_rows.SparseRowsOptimizer)
+  assert isinstance(recommender_train.make_optimizer(config), sparse_rows.SparseRowsOptimizer)
 
 
 def _step_temp_bytes(num_items: int, lazy: bool) -> int:
@@ -99,7 +99,7 @@ def _step_temp_bytes(num_items: int, lazy: bool) -> int:
     fns = sparse_items.make_step_fns(cfg, tx, num_negatives=64)
   else:
     tx = optax.adam(1e-3)
-    fns = recommender_stage.make_step_fns(cfg, tx, losses.make_item_loss("sampled",
+    fns = recommender_train.make_step_fns(cfg, tx, losses.make_item_loss("sampled",
                                                                          num_negatives=64))
   state = jax.eval_shape(lambda: training.create_train_state(
       init_params(cfg, jax.random.PRNGKey(0)), tx, seed=0))

@@ -9,13 +9,13 @@ import jax
 import numpy as np
 import pytest
 
-from seqrec_jax.sae import trained as sae_trained
+from seqrec_jax import workdir as workdir_lib
 from seqrec_jax.recommender import activations
-from seqrec_jax.recommender import stage as recommender_stage
+from seqrec_jax.stages import recommender as recommender_stage
 from seqrec_jax import sae
 from seqrec_jax.sae import batches as sae_batches
 from seqrec_jax.sae import evaluation as sae_evaluation
-from seqrec_jax.sae import stage as sae_stage
+from seqrec_jax.stages import sae as sae_stage
 from tests.helpers import tiny_config as tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -29,7 +29,7 @@ tiny_config = tiny.get_sae_config
 @pytest.fixture(scope="module")
 def rec_workdir(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("rec")
-  recommender_stage.train_and_evaluate(tiny_config(), workdir)
+  recommender_stage.run(tiny_config(), workdir)
   return workdir
 
 
@@ -51,7 +51,7 @@ SAE_SETTINGS = dict(resample_every_steps=4, dead_window_tokens=64, resample_stop
 def sae_workdir(rec_workdir, tmp_path_factory):
   """One uninterrupted train_sae run (checked below, and the reference for resuming)."""
   workdir = fresh_workdir(rec_workdir, tmp_path_factory.mktemp("sae"), "straight")
-  return workdir, sae_stage.train_sae(tiny_config(**SAE_SETTINGS), workdir)
+  return workdir, sae_stage.run(tiny_config(**SAE_SETTINGS), workdir)
 
 
 def test_train_sae_end_to_end(sae_workdir):
@@ -73,12 +73,14 @@ def test_train_sae_end_to_end(sae_workdir):
   assert {l["split"] for l in lines} == {"train", "val"}
 
   # Save -> load: the loaded SAE reproduces the test-set numbers from raw activations.
-  trained = sae_trained.load_sae(workdir)
+  loaded = workdir_lib.load_sae(workdir_lib.Layout(workdir))
+  trained = loaded.trained
   config_, variables, norm = trained  # unpacks as (config, variables, normaliser)
   assert config_.variant == "relu_l1" and norm.shift.shape == (16,)
-  _, _, split, model_cfg, params = recommender_stage.load_trained(workdir)
+  rec = workdir_lib.load_recommender(workdir_lib.Layout(workdir))
+  split, model_cfg, params = rec.split, rec.model_cfg, rec.params
   test_acts = activations.capture_activations(params, model_cfg, split.test_sequences,
-                                              sae_trained.sae_layer(workdir))
+                                              loaded.layer)
   quality = sae.evaluate_quality(trained, test_acts.values)
   assert quality.explained_variance == pytest.approx(on_disk["explained_variance"], abs=1e-6)
   assert quality.l0 == pytest.approx(on_disk["l0"])
@@ -93,7 +95,7 @@ def test_train_sae_end_to_end(sae_workdir):
   import unittest.mock as mock
 
   with mock.patch.object(activations, "capture_activations", boom):
-    again = sae_stage.train_sae(config, workdir)
+    again = sae_stage.run(config, workdir)
   assert again["explained_variance"] == on_disk["explained_variance"]
   # Other settings in the same folder are refused unless overwriting.
   import shutil
@@ -102,7 +104,7 @@ def test_train_sae_end_to_end(sae_workdir):
   shutil.copytree(workdir, other)
   (other / "sae" / "results.json").unlink()
   with pytest.raises(ValueError, match="other settings"):
-    sae_stage.train_sae(tiny_config(dict_size=16), other)
+    sae_stage.run(tiny_config(dict_size=16), other)
 
 
 class Interrupt(Exception):
@@ -122,11 +124,11 @@ def test_resumed_training_equals_uninterrupted(rec_workdir, sae_workdir, tmp_pat
 
   monkeypatch.setattr(sae_batches.ActivationBatches, "batch", interrupted)
   with pytest.raises(Interrupt):
-    sae_stage.train_sae(config, resumed)
+    sae_stage.run(config, resumed)
   monkeypatch.setattr(sae_batches.ActivationBatches, "batch", original_batch)
-  results = sae_stage.train_sae(config, resumed)  # resumes from the step-6 checkpoint
+  results = sae_stage.run(config, resumed)  # resumes from the step-6 checkpoint
 
-  a, b = sae_trained.load_sae(straight), sae_trained.load_sae(resumed)
+  a, b = (workdir_lib.load_sae(workdir_lib.Layout(w)).trained for w in (straight, resumed))
   for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
   first = json.loads((straight / "sae" / "results.json").read_text())

@@ -10,7 +10,7 @@ from seqrec_jax.recommender.model import ModelConfig, init_params
 from seqrec_jax.steer import controls, methods
 from seqrec_jax.steer.edits import resolve_edits
 from seqrec_jax.steer.methods import Control
-from seqrec_jax.steer.stage import composite_edits, parse_composites
+from seqrec_jax.steer.sweeps import composite_edits, parse_composites
 
 D, M, V, L, G = 16, 48, 40, 8, 3
 

@@ -1,0 +1,187 @@
+"""Sweeps of steering settings over users: the steer stage's measurements.
+
+An `Evaluator` ranks one user group under a `Steer` (metrics, list features, every attribute's
+top-10 share). `choose_controls` picks each attribute's SAE control on the selection users
+(`controls`); `sweep_methods` measures every method of `methods.METHODS` over its strengths;
+`sweep_composites` the composite controls; `method_table` summarises the sweeps. Long sweeps log
+progress lines with an ETA.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+import numpy as np
+from absl import logging
+
+from seqrec_jax.data.splits import EvalSet, make_sequences
+from seqrec_jax.recommender import evaluation, metrics
+from seqrec_jax.steer import controls as controls_lib
+from seqrec_jax.steer.edits import parse_edit
+from seqrec_jax.steer.methods import METHODS, Control, Steer, SteerContext, score_unit
+
+CURVE_KEYS = ("share@10", "ndcg@10", "hr@10", "mrr@10", "coverage@10", "novelty@10", "ild@10")
+
+
+class ProgressLine:
+  """Logs `done/total` with the elapsed time and an ETA, at most every `every_seconds`."""
+
+  def __init__(self, what: str, total: int, every_seconds: float = 10.0):
+    self.what, self.total, self.every = what, max(total, 1), every_seconds
+    self.done, self.start, self.last = 0, time.perf_counter(), time.perf_counter()
+
+  def step(self, count: int = 1) -> None:
+    self.done += count
+    now = time.perf_counter()
+    if now - self.last >= self.every or self.done == self.total:
+      self.last = now
+      elapsed = now - self.start
+      eta = elapsed / self.done * (self.total - self.done)
+      logging.info("%s: %d/%d in %.0fs, ETA %.0fs", self.what, self.done, self.total, elapsed, eta)
+
+
+@dataclasses.dataclass
+class Evaluator:
+  """Ranks users with the recommender `(params, model_cfg)` under a `Steer`."""
+
+  params: object
+  model_cfg: object
+  batch_size: int
+  filter_seen: bool
+  list_features: metrics.ListFeatures
+
+  def __call__(self, arrays, steer: Steer = Steer()) -> dict:
+    return evaluation.evaluate(self.params, self.model_cfg, arrays, batch_size=self.batch_size,
+                               filter_seen=self.filter_seen, edit=steer.edit,
+                               score_bias=steer.score_bias, list_features=self.list_features)
+
+  def shares(self, result: dict) -> np.ndarray:
+    """`[G]` top-10 share of every attribute in a result."""
+    return np.array([result["share@10"][n] for n in self.list_features.attribute_names])
+
+  def score_unit(self, arrays) -> float:
+    """Mean over users of the standard deviation of their item scores (re-ranking's unit)."""
+    stds = []
+    for batch in arrays.batches(self.batch_size):
+      scores = np.asarray(jax.device_get(evaluation.scores_last(
+          self.params, batch["input_ids"], self.model_cfg)))[:, 1:]
+      stds.append(scores.std(axis=1)[batch["valid"]])
+    return score_unit(np.concatenate(stds))
+
+
+def selection_evalset(split, max_users: int, seed: int) -> EvalSet:
+  """The users controls are chosen on: `split.val` (temporal: the SAE users' last items;
+  leave-one-out: every user's second-to-last item), at most `max_users` of them."""
+  val = split.val
+  if max_users and len(val) > max_users:
+    keep = np.sort(np.random.default_rng(seed).choice(len(val), max_users, replace=False))
+    val = EvalSet(make_sequences([val.histories[i] for i in keep], val.histories.users[keep]),
+                  val.targets[keep])
+  return val
+
+
+def choose_controls(evaluate: Evaluator, arrays, candidates: dict[str, list[int]], ctx_sae,
+                    strengths, *, mode: str, min_ndcg_ratio: float) -> tuple[dict, dict]:
+  """`(chosen, baseline)`: each attribute's promote and suppress control chosen on the selection
+  users' `arrays` (`controls.choose_all`), and their unsteered metrics."""
+  baseline = evaluate(arrays)
+  total = sum(len(c) + 1 for c in candidates.values()) * len([v for v in strengths if v])
+  progress = ProgressLine("steer: choosing controls (sweeps on the selection users)", total)
+
+  def sweep(control: Control, strength: float):
+    result = evaluate(arrays, ctx_sae(control.edits(strength, mode)))
+    progress.step()
+    return evaluate.shares(result), result["ndcg@10"]
+
+  chosen = controls_lib.choose_all(
+      sweep, candidates, evaluate.list_features.attribute_names, [v for v in strengths if v],
+      base_shares=evaluate.shares(baseline), base_ndcg=baseline["ndcg@10"],
+      min_ndcg_ratio=min_ndcg_ratio)
+  return chosen, baseline
+
+
+def sweep_methods(evaluate: Evaluator, arrays, ctx: SteerContext, names, grids: dict) -> dict:
+  """`{method: {"unit", "attributes": {name: {"strengths", *CURVE_KEYS}}}}` on `arrays`."""
+  all_names = evaluate.list_features.attribute_names
+  progress = ProgressLine("steer: sweeping methods on the test users",
+                          sum(len(grids[m]) for m in METHODS) * len(names))
+  out = {}
+  for method, spec in METHODS.items():
+    per_attribute = {}
+    for name in names:
+      g = all_names.index(name)
+      curves = {key: [] for key in CURVE_KEYS}
+      for strength in grids[method]:
+        result = evaluate(arrays, spec.steer(ctx, name, g, strength))
+        progress.step()
+        for key in CURVE_KEYS:
+          curves[key].append(result[key][name] if key == "share@10" else result[key])
+      per_attribute[name] = {"strengths": list(grids[method]), **curves}
+    out[method] = {"unit": spec.unit.format(score_unit=ctx.score_unit),
+                   "attributes": per_attribute}
+  return out
+
+
+def parse_composites(text: str) -> dict[str, list[tuple[str, float]]]:
+  """`"kids mode=Children's:+1,Animation:+1;no Horror=Horror:-1"` -> {name: [(attr, sign)]}."""
+  out = {}
+  for part in filter(None, (p.strip() for p in text.split(";"))):
+    name, sep, body = part.partition("=")
+    if not sep or not name.strip() or not body.strip():
+      raise ValueError(f"steer.composites: {part!r} must look like NAME=ATTR:+1,ATTR:-1")
+    out[name.strip()] = [parse_edit(e.strip()) for e in body.split(",") if e.strip()]
+  return out
+
+
+def composite_edits(parts, chosen: dict[str, dict[str, Control]], strength: float,
+                    mode: str = "add") -> list[tuple[int, str, float]]:
+  """SAE edits of a composite at `strength`: each part's promote or suppress control."""
+  edits = []
+  for name, weight in parts:
+    control = chosen[name]["promote" if weight > 0 else "suppress"]
+    edits += control.edits(strength * weight, mode)
+  return edits
+
+
+def sweep_composites(evaluate: Evaluator, arrays, ctx: SteerContext, text: str, strengths,
+                     baseline: dict, min_ndcg_ratio: float) -> dict:
+  """Each composite of `text` (`parse_composites`) over `strengths`, with its preset: the
+  strongest setting keeping NDCG@10 at `min_ndcg_ratio` of the baseline."""
+  out = {}
+  for cname, parts in parse_composites(text).items():
+    parts = [(n, w) for n, w in parts if n in ctx.controls]
+    if not parts:
+      continue
+    rows = [evaluate(arrays, ctx.sae(composite_edits(parts, ctx.controls, st, ctx.mode)))
+            for st in strengths]
+    floor = min_ndcg_ratio * baseline["ndcg@10"]
+    usable = [st for st, r in zip(strengths, rows) if st > 0 and r["ndcg@10"] >= floor]
+    preset = max(usable, default=min((st for st in strengths if st > 0), default=0.0))
+    out[cname] = {
+        "parts": [[n, w] for n, w in parts],
+        # The strongest setting of the sweep keeping NDCG@10 (the explorer's preset).
+        "edits": [f"{n}:{preset * w:+g}" for n, w in parts],
+        "strengths": [float(v) for v in strengths],
+        "share@10": {n: [r["share@10"][n] for r in rows] for n, _ in parts},
+        **{key: [r[key] for r in rows] for key in CURVE_KEYS if key != "share@10"}}
+  return out
+
+
+def method_table(methods: dict, baseline: dict, min_ndcg_ratio: float) -> dict:
+  """Per method and attribute: the best share@10 at a positive strength keeping NDCG@10 at
+  `min_ndcg_ratio` of the baseline or more (None if none does), and how many attributes at
+  least double their baseline share there."""
+  floor = min_ndcg_ratio * baseline["ndcg@10"]
+  shares, doubled = {}, {}
+  for method, m in methods.items():
+    shares[method] = {}
+    for name, a in m["attributes"].items():
+      ok = [sh for st, sh, nd in zip(a["strengths"], a["share@10"], a["ndcg@10"])
+            if st > 0 and nd >= floor]
+      shares[method][name] = max(ok) if ok else None
+    doubled[method] = sum(
+        1 for name, v in shares[method].items()
+        if v is not None and v > baseline["share@10"][name] and v >= 2 * baseline["share@10"][name])
+  return {"min_ndcg_ratio": min_ndcg_ratio, "share_at_min_ndcg": shares, "doubled": doubled}
