@@ -135,3 +135,67 @@ def test_a_setting_added_later_matches_only_the_behaviour_it_preserves(tmp_path)
   with pytest.raises(StageMismatchError, match="b: '<unset>' -> 2"):
     stage_record.begin("x", stage_dir, tmp_path, {"a": 1, "b": 2}, outputs=("results.json",),
                        overwrite=False)
+
+
+def _begin(tmp_path, settings):
+  from seqrec_jax.core import stage_record
+
+  return stage_record.begin("x", tmp_path / "stage", tmp_path, settings,
+                            outputs=("checkpoints", "results.json"), overwrite=False)
+
+
+def test_a_run_that_failed_before_any_output_is_replaced_without_overwrite(tmp_path):
+  first = _begin(tmp_path, {"train.batch_size": 128})  # then failed: no checkpoints, no results
+  again = _begin(tmp_path, {"train.batch_size": 8})
+  assert again.record["settings"] == {"train.batch_size": 8}
+  assert again.record["run_id"] != first.record["run_id"] and not again.record["done"]
+  # Once an output exists the unfinished run is protected as before.
+  (tmp_path / "stage" / "checkpoints").mkdir()
+  with pytest.raises(StageMismatchError, match="train.batch_size: 8 -> 128"):
+    _begin(tmp_path, {"train.batch_size": 128})
+
+
+def test_a_finished_record_without_results_file_still_refuses_other_settings(tmp_path):
+  from seqrec_jax.core import stage_record
+
+  run = _begin(tmp_path, {"a": 1})
+  stage_record.finish(tmp_path / "stage", run, {"v": 1})
+  (tmp_path / "stage" / "results.json").unlink()
+  with pytest.raises(StageMismatchError, match="a: 1 -> 2"):
+    _begin(tmp_path, {"a": 2})
+
+
+def test_recommender_failed_on_its_batch_size_reruns_with_a_smaller_one(tmp_path):
+  too_big = _config()
+  too_big.train.batch_size = 100_000
+  with pytest.raises(ValueError, match="batch"):
+    stages.train_recommender(too_big, tmp_path)
+  results = stages.train_recommender(_config(), tmp_path)  # no --config.overwrite needed
+  assert results["test"]["ndcg@10"] >= 0
+
+
+def test_settings_a_stage_no_longer_reads_are_ignored(tmp_path):
+  from seqrec_jax.core import stage_record
+
+  old = {"a": 1, "steer.min_auc": 0.0, "steer.moderate": 8.0, "steer.strong": 32.0}
+  stage_record.finish(tmp_path / "stage", _begin(tmp_path, old), {"v": 1})
+  assert _begin(tmp_path, {"a": 1}).results == {"v": 1}  # skipped as finished
+  with pytest.raises(StageMismatchError, match="a: 1 -> 2") as error:
+    _begin(tmp_path, {"a": 2})
+  assert "steer.min_auc" not in str(error.value)
+
+
+def test_steer_records_with_the_removed_fields_are_skipped_as_finished(finished, tmp_path):
+  workdir = _copy(finished, tmp_path)
+  record_path = workdir / "steer" / "stage.json"
+  record = json.loads(record_path.read_text())
+  assert not {"steer.min_auc", "steer.moderate", "steer.strong"} & set(record["settings"])
+  record["settings"].update({"steer.min_auc": 0.0, "steer.moderate": 8.0, "steer.strong": 32.0})
+  record_path.write_text(json.dumps(record))
+  before = _mtimes(workdir)
+  stages.steer(_config(), workdir)
+  assert _mtimes(workdir) == before
+  changed = _config()
+  changed.steer.mode = "scale"
+  with pytest.raises(StageMismatchError, match="steer.mode: 'add' -> 'scale'"):
+    stages.steer(changed, workdir)

@@ -110,9 +110,6 @@ def get_config() -> ml_collections.ConfigDict:
   c.steer.error_preserving = True  # h + decode(f') - decode(f); False: the paper's decode(f')
   # Typical activations; fine where the useful range starts. The nonzero ones also choose controls.
   c.steer.strengths = (-32.0, -16.0, -8.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0)
-  c.steer.moderate = 8.0  # the strengths the README table reports as moderate ...
-  c.steer.strong = 32.0  # ... and strong
-  c.steer.min_auc = 0.0  # (first version; unused by the effect-chosen controls)
   c.steer.selection_users = 256  # at most this many SAE users choose each attribute's control
   c.steer.num_candidates = 3  # latents per attribute swept, ranked by logit effect (+ AUC, corr)
   c.steer.min_ndcg_ratio = 0.8  # a control's gain counts where NDCG@10 keeps this share
