@@ -14,9 +14,11 @@ are in `splits`. Every loader ends in the same arrays (`Interactions`, `ItemAttr
   all-False row and its raw id as title; an item that appears only in the attribute file gets no
   id (MovieLens lists movies nobody rated: they are skipped and counted in the log; in a generic
   CSV this is an error unless ``unknown_attribute_items="skip"``).
-* Timestamps are int64 seconds. Integer, decimal (``881250949.0``) and ISO date-time
-  (``2019-02-20 13:24:11``) columns are accepted; decimals are floored when stored but sort
-  with their full precision.
+* Timestamps are int64 seconds in [0, 2**40) (1970 to year 36812). MovieLens files hold integer
+  epoch seconds; RecBole's ``.inter`` also decimals (``881250949.0``); a generic CSV column holds
+  either epoch seconds (integer or decimal) or ISO date-times (``2019-02-20 13:24:11``), not a
+  mix. Anything else is a FILE:LINE error naming the accepted form (`tokenizer.TIMESTAMP_KINDS`).
+  Decimals are floored when stored but sort with their full precision.
 
 Attribute files are small and read with the `csv` module, so their fields may be quoted (ML-20M
 titles hold commas).

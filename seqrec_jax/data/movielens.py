@@ -86,26 +86,29 @@ def load_movielens(name: str, sources: Sequence[pathlib.Path]) -> Dataset:
   if ratings.name == "u.data":
     users, items, ts = read_interactions(ratings, delimiter="\t", header=False,
                                           encoding="latin-1", user=0, item=1, timestamp=3,
-                                          integer_ids=True, num_fields=4)
+                                          integer_ids=True, num_fields=4,
+                                          timestamp_kind="integer")
     genre_path = ratings.parent / "u.genre"
     genres = _u_genre_names(genre_path) if genre_path.is_file() else ML100K_GENRES
     records, names = _read_u_item(movies, genres), genres
   elif ratings.name == "ml-100k.inter":
     users, items, ts = read_interactions(ratings, delimiter="\t", header=True, encoding="utf-8",
                                           user="user_id:token", item="item_id:token",
-                                          timestamp="timestamp:float", integer_ids=True)
+                                          timestamp="timestamp:float", integer_ids=True,
+                                          timestamp_kind="number")
     records = _read_recbole_item(movies)
     names = ML100K_GENRES + tuple(sorted(
         {g for r in records.values() for g in r.attributes} - set(ML100K_GENRES)))
   elif ratings.name == "ratings.dat":
     users, items, ts = read_interactions(ratings, delimiter="::", header=False,
                                           encoding="latin-1", user=0, item=1, timestamp=3,
-                                          integer_ids=True, num_fields=4)
+                                          integer_ids=True, num_fields=4,
+                                          timestamp_kind="integer")
     records, names = _read_ml1m_movies(movies), None
   else:
     users, items, ts = read_interactions(ratings, delimiter=",", header=True, encoding="utf-8",
                                           user="userId", item="movieId", timestamp="timestamp",
-                                          integer_ids=True)
+                                          integer_ids=True, timestamp_kind="integer")
     records = read_attribute_csv(movies, delimiter=",", header=True, encoding="utf-8",
                                  item_column="movieId", title_column="title",
                                  attributes_column="genres", attribute_separator="|",

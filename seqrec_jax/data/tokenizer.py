@@ -3,15 +3,26 @@
 Interaction files are plain delimited text: one interaction per line, no quoted fields, blank
 lines ignored, a UTF-8 byte order mark and CRLF line ends tolerated. Bad input raises
 `seqrec_jax.core.errors.DataError` naming the file, the 1-based line and what was expected.
-Large files (ML-20M: 20M rows) are parsed with whole-column NumPy operations on the raw bytes;
-only when a column fails to convert does a line-by-line pass run, to find the offending line.
 
-Measured against pandas (`python -m benchmarks.csv_parse`, 20,000,263 rows in the ML-20M format,
-2 loaded cores): this tokenizer 9.1 s, pandas' C engine 2.7 s, its pyarrow engine 3.8 s. It is
-kept for now because pandas reports neither the file and line of a bad value nor the other cases
-of `tests/fixtures/bad/` (text in a numeric column, non-canonical ids, repeated headers) and is
-not a dependency; the planned change is pandas as the fast path and this module as the
-diagnostic pass when pandas fails.
+`read_interactions` first tries the fast path, `arrow_csv` (pyarrow's CSV reader, for files whose
+data lines are all numeric: every MovieLens ratings file). When it declines a file or a value fails
+its validation, this module's tokenizer runs: whole-column NumPy operations on the raw bytes, and
+only when a column fails to convert a line-by-line pass, to find the offending line. The tokenizer
+is what reports errors (pyarrow reports neither the file and line of a bad value nor the other
+cases of `tests/fixtures/bad/`), and it also parses what the fast path does not take (text ids,
+ISO date-times).
+
+Timestamps (`timestamp_kind`; every kind bounds them to [0, 2**40) seconds, 1970 to year 36812):
+
+* "integer": integer epoch seconds, digits only (MovieLens `u.data`, `ratings.dat`,
+  `ratings.csv`);
+* "number": integer or decimal epoch seconds (RecBole `.inter`, whose column is `timestamp:float`);
+* "number_or_iso": as "number", or ISO 8601 date-times (`YYYY-MM-DD[ hh:mm:ss]`, read as UTC);
+  one kind per column, so that an ISO date among epoch seconds is an error rather than a year
+  (generic CSV).
+
+Measured (`python -m benchmarks.csv_parse`, 20,000,263 rows in the ML-20M format, 2 loaded cores)
+before the fast path: this tokenizer 9.1 s, pandas' C engine 2.7 s, its pyarrow engine 3.8 s.
 """
 
 from __future__ import annotations
@@ -23,11 +34,18 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from seqrec_jax.core.errors import DataError
+from seqrec_jax.data.arrow_csv import MAX_TIMESTAMP, read_numeric_columns
 from seqrec_jax.data.containers import AttributeRecord
 
 
 _MAX_TOKEN_BYTES = 1024
-_MAX_TIMESTAMP = 1e18  # decimal timestamps must stay well inside int64 once floored
+_MAX_TIMESTAMP = MAX_TIMESTAMP
+TIMESTAMP_KINDS = {
+    "integer": "integer epoch seconds in [0, 2**40)",
+    "number": "integer or decimal epoch seconds in [0, 2**40)",
+    "number_or_iso": ("integer or decimal epoch seconds in [0, 2**40) or an ISO date-time "
+                      "(YYYY-MM-DD[ hh:mm:ss]) from 1970, one kind per column"),
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,6 +105,8 @@ class _Table:
   line_numbers: np.ndarray
   header: tuple[str, ...] | None
   header_line: int | None
+  # (sentinel, delimiter) when a multi-byte delimiter was replaced by one byte for splitting.
+  restore: tuple[bytes, bytes] | None = None
 
   def __len__(self) -> int:
     return len(self.line_start)
@@ -118,7 +138,9 @@ class _Table:
     return _parse_digits(self.buf, start, end - start, canonical=canonical)
 
   def line_text(self, i: int) -> bytes:
-    return self.buf[self.line_start[i]:self.line_end[i]].tobytes()
+    """Line i as it is in the file (the original delimiter, not the splitting byte)."""
+    text = self.buf[self.line_start[i]:self.line_end[i]].tobytes()
+    return text.replace(*self.restore) if self.restore else text
 
 
 def _parse_digits(buf: np.ndarray, start: np.ndarray, lengths: np.ndarray, *,
@@ -188,9 +210,11 @@ def _split_table(path: pathlib.Path, data: bytes, *, delimiter: str, header: boo
   delim = delimiter.encode(encoding)
   if not delim:
     raise ValueError("delimiter must not be empty")
+  restore = None
   if len(delim) > 1:
     sentinel = _pick_sentinel(data)
     data = data.replace(delim, sentinel)
+    restore = (sentinel, delim)
     delim = sentinel
   missing_final_newline = not data.endswith(b"\n")
   if missing_final_newline:
@@ -225,15 +249,18 @@ def _split_table(path: pathlib.Path, data: bytes, *, delimiter: str, header: boo
     hint = ""
     if i == len(line_start) - 1 and missing_final_newline and found < num_fields:
       hint = " (truncated last line?)"
+    text = data[line_start[i]:line_end[i]]
     raise DataError(
         f"expected {num_fields} fields separated by {delimiter!r}, found {found}{hint}: "
-        f"{shorten(data[line_start[i]:line_end[i]])}", file=path, line=int(line_numbers[i]))
+        f"{shorten(text.replace(*restore) if restore else text)}", file=path,
+        line=int(line_numbers[i]))
   if header:
     line_start, line_end, line_numbers, first_sep = (
         line_start[1:], line_end[1:], line_numbers[1:], first_sep[1:])
   return _Table(path=path, buf=buf, line_start=line_start, line_end=line_end,
                 first_sep=first_sep, seps=seps, num_fields=num_fields,
-                line_numbers=line_numbers, header=header_names, header_line=header_line)
+                line_numbers=line_numbers, header=header_names, header_line=header_line,
+                restore=restore)
 
 
 def _column_index(table: _Table, column: str | int, what: str) -> int:
@@ -308,51 +335,111 @@ def _parse_int_token(v: bytes) -> int:
   return x
 
 
-def _parse_float_token(v: bytes) -> float:
-  x = float(v)
-  if not abs(x) < _MAX_TIMESTAMP:
+def _in_range(x: float) -> bool:
+  return 0 <= x < _MAX_TIMESTAMP  # False for NaN
+
+
+def _parse_epoch_integer(v: bytes) -> int:
+  if not (v.isdigit() and _in_range(int(v))):
+    raise ValueError(v)
+  return int(v)
+
+
+def _parse_epoch_number(v: bytes) -> float:
+  x = float(np.array([v]).astype(np.float64)[0])  # numpy's parser, as in `_bulk_timestamps`
+  if not _in_range(x):
     raise ValueError(v)
   return x
 
 
-def _parse_datetime_token(v: bytes) -> np.datetime64:
-  x = np.datetime64(v.decode("utf-8"), "s")
-  if np.isnat(x):
+def _parse_iso_token(v: bytes) -> int:
+  if not _iso_shape(np.array([v])):
+    raise ValueError(v)
+  x = int(np.datetime64(v.decode("utf-8"), "s").astype(np.int64))  # NaT is below 0
+  if not _in_range(x):
     raise ValueError(v)
   return x
 
 
-def _timestamp_column(table: _Table, col: np.ndarray, what: str = "timestamp") -> np.ndarray:
-  """int64 or float64 [n] seconds from integer, decimal or ISO date-time text (bytes [n])."""
-  try:
-    return col.astype(np.int64)
-  except (ValueError, OverflowError):
-    pass
+def _iso_shape(col: np.ndarray) -> bool:
+  """Whether every entry of bytes [n] starts with YYYY-MM-DD (numpy alone reads "978300760" as a
+  year)."""
+  width = col.dtype.itemsize
+  if width < 10 or len(col) == 0:
+    return False
+  chars = col.view(np.uint8).reshape(len(col), width)
+  digits = chars[:, [0, 1, 2, 3, 5, 6, 8, 9]]
+  return bool(((digits >= ord("0")) & (digits <= ord("9"))).all()
+              and (chars[:, [4, 7]] == ord("-")).all())
+
+
+def _bulk_timestamps(col: np.ndarray, kind: str) -> np.ndarray | None:
+  """int64 or float64 [n] seconds from bytes [n] if every entry is of `kind` and in range."""
+  if kind == "integer":
+    return None  # digits-only columns are parsed by `int_column`; anything else is wrong
   try:
     values = col.astype(np.float64)
-    if (np.abs(values) < _MAX_TIMESTAMP).all():  # also rejects NaN
-      return values
   except ValueError:
-    pass
-  try:
-    values = col.astype("datetime64[s]")
-    if not np.isnat(values).any():
-      return values.astype(np.int64)
-  except ValueError:
-    pass
-  # Judge the intended format by the first line, then find the first line not in it.
-  parse = _parse_float_token if _parses(_parse_float_token, col[0]) else _parse_datetime_token
+    values = None
+  if values is None and kind == "number_or_iso" and _iso_shape(col):
+    try:
+      values = col.astype("datetime64[s]").astype(np.int64)  # NaT is below 0
+    except ValueError:
+      return None
+  if values is None or not ((values >= 0) & (values < _MAX_TIMESTAMP)).all():
+    return None
+  return values
+
+
+def _timestamp_column(table: _Table, col: np.ndarray | None, ints: np.ndarray | None,
+                      kind: str, what: str = "timestamp") -> np.ndarray:
+  """int64 or float64 [n] seconds of a timestamp column of `kind` (see the module docstring).
+
+  Args:
+    col: bytes [n], the column's text; None if `ints` holds it.
+    ints: int64 [n] when every entry is 1-18 digits and below 2**40, else None.
+  """
+  if ints is not None:
+    return ints
+  values = _bulk_timestamps(col, kind)
+  if values is not None:
+    return values
+  # Judge the column's kind by its first line, then find the first line not of it.
+  if kind == "integer":
+    parse = _parse_epoch_integer
+  elif kind == "number" or _parses(_parse_epoch_number, col[0]):
+    parse = _parse_epoch_number
+  else:
+    parse = _parse_iso_token
   i = _first_failure(col, parse)
-  raise DataError(f"expected a {what} (integer, decimal below 1e18 or ISO date-time), found "
-                  f"{shorten(col[i])}", file=table.path, line=int(table.line_numbers[i]))
+  raise DataError(f"expected a {what} in {TIMESTAMP_KINDS[kind]}, found {shorten(col[i])}",
+                  file=table.path, line=int(table.line_numbers[i]))
 
 
 def read_interactions(path: pathlib.Path, *, delimiter: str, header: bool, encoding: str,
                        user: str | int, item: str | int, timestamp: str | int,
                        integer_ids: bool, num_fields: int | None = None,
+                       timestamp_kind: str = "number_or_iso", fast_path: bool = True,
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """(users, items, timestamps) [n] columns of an interactions file."""
-  table = _split_table(path, read_bytes(path), delimiter=delimiter, header=header,
+  """(users, items, timestamps) [n] columns of an interactions file.
+
+  Args:
+    timestamp_kind: what the timestamp column holds, a key of `TIMESTAMP_KINDS`.
+    fast_path: try `arrow_csv` first; False runs the tokenizer alone (the reference of
+      `benchmarks.csv_parse`).
+  """
+  if timestamp_kind not in TIMESTAMP_KINDS:
+    raise ValueError(f"timestamp_kind must be one of {sorted(TIMESTAMP_KINDS)}, found "
+                     f"{timestamp_kind!r}")
+  data = read_bytes(path)
+  if fast_path:
+    columns = read_numeric_columns(
+        data, delimiter=delimiter, header=header, encoding=encoding, user=user, item=item,
+        timestamp=timestamp, integer_ids=integer_ids, num_fields=num_fields,
+        timestamp_kind=timestamp_kind)
+    if columns is not None:
+      return columns
+  table = _split_table(path, data, delimiter=delimiter, header=header,
                        encoding=encoding, num_fields=num_fields,
                        what="interaction lines (user, item, timestamp)")
   ju = _column_index(table, user, "user id")
@@ -370,7 +457,10 @@ def read_interactions(path: pathlib.Path, *, delimiter: str, header: bool, encod
                                                            integer=integer_ids)
   items = ints[ji] if ints[ji] is not None else _id_column(table, text[ji], "item id",
                                                            integer=integer_ids)
-  timestamps = ints[jt] if ints[jt] is not None else _timestamp_column(table, text[jt])
+  if ints[jt] is not None and not (ints[jt] < _MAX_TIMESTAMP).all():
+    text[jt] = table.column(jt)  # digits, but too many: the error quotes the text
+  timestamps = _timestamp_column(table, text.get(jt), ints[jt] if jt not in text else None,
+                                 timestamp_kind)
   return users, items, timestamps
 
 
