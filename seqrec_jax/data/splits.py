@@ -5,8 +5,10 @@ Two protocols:
 * ``"temporal"`` (the paper's, the seed default): the users whose last interaction is latest form
   the test set (`test_fraction` of users); of the others a random `sae_fraction` is held out for
   training the SAE and for validation; the rest train the recommender. Items never seen in
-  training are removed from the held-out sequences. Validation and test predict each held-out
-  user's last item from the items before it.
+  training are removed from the held-out sequences (wherever they stand, the last item
+  included), and a held-out user left with fewer than two items is dropped (the count is
+  logged). Validation and test predict each held-out user's last remaining item from the items
+  before it.
 * ``"leave_one_out"`` (the literature's): every user trains on all but the last two items,
   validates on the second last and is tested on the last.
 """

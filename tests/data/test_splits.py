@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from seqrec_jax.recommender import input_pipeline
+from seqrec_jax import data
 from seqrec_jax.data import splits
 from seqrec_jax.data.synthetic import make_synthetic
 
@@ -75,3 +76,44 @@ def test_training_windows_hold_only_training_items(inter):
 def _contains(seq, sub):
   n = len(sub)
   return any(seq[i : i + n] == sub for i in range(len(seq) - n + 1))
+
+
+def test_temporal_split_removes_items_unseen_in_training():
+  # Every user holds some of the shared items 1..3 and private items (ids >= 100) that no other
+  # user holds, so a held-out user's private items are never seen in training wherever the users
+  # fall. Kind 0 ends on a private item; kind 1 keeps a single shared item (so it is dropped when
+  # held out); kind 2 has a private item in the middle.
+  kinds = {0: lambda p: [p, 1, 2, 3, p + 1], 1: lambda p: [2, p, p + 1], 2: lambda p: [1, p, 3, 2]}
+  users, items, times = [], [], []
+  for u in range(40):
+    seq = kinds[u % 3](100 + 2 * u)
+    users += [u] * len(seq)
+    items += seq
+    times += [1000 * u + t for t in range(len(seq))]  # later users end later
+  inter = data.build_interactions(np.array(users), np.array(items), np.array(times))
+  result = splits.temporal_split(inter, test_fraction=0.5, sae_fraction=0.5, seed=0)
+  original = lambda seq: [int(inter.item_ids[i]) for i in seq]
+  row = {int(u): k for k, u in enumerate(inter.user_ids)}  # every user has >= 2 items: u == row
+
+  train_users = set(result.train.users.tolist())
+  test_users = set(range(20, 40))  # the latest half by last interaction
+  sae_users = set(range(40)) - train_users - test_users
+  assert not train_users & test_users
+  assert {1, 2, 3} <= {i for u in train_users for i in original(inter.sequence(row[u]))}
+  seen = np.zeros(inter.num_items, bool)
+  seen[result.train.items] = True
+  for held, sequences, evalset in ((sae_users, result.sae, result.val),
+                                   (test_users, result.test_sequences, result.test)):
+    # Private items go; a user left with fewer than two items is dropped (documented in splits).
+    expected = {u: [i for i in original(inter.sequence(row[u])) if i < 100] for u in held}
+    expected = {u: seq for u, seq in expected.items() if len(seq) >= 2}
+    got = {int(inter.user_ids[u]): original(sequences[k]) for k, u in enumerate(sequences.users)}
+    assert got == expected
+    for k, u in enumerate(evalset.histories.users):
+      u = int(inter.user_ids[u])
+      assert original(evalset.histories[k]) == expected[u][:-1]
+      assert original([evalset.targets[k]]) == expected[u][-1:]
+    assert seen[sequences.items].all() and seen[evalset.targets].all()
+  # Not vacuous: held-out users of every kind, so last items went and users were dropped.
+  assert all({u % 3 for u in held} == {0, 1, 2} for held in (sae_users, test_users))
+  assert len(result.test) == sum(u % 3 != 1 for u in test_users)
