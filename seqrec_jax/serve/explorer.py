@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 
 import numpy as np
 
@@ -17,11 +18,13 @@ from seqrec_jax import workdir as workdir_lib
 from seqrec_jax.core.errors import DataError
 from seqrec_jax.steer.edits import parse_edit
 from seqrec_jax.steer.explain import explain
-from seqrec_jax.steer.recommend import Steerer
+from seqrec_jax.steer.recommend import MAX_EDITS, Steerer
 
 MAX_HISTORY = 200  # items in a typed history
+MAX_USER_ID = 200  # characters of a user id (an unknown one is compared with every known one)
 MAX_MATCHES = 20  # answers of a search
 EFFECT_CACHE = 512  # settings whose effect over all test users is remembered (a slider moved back)
+_INTEGER = re.compile(r"[+-]?[0-9]{1,18}")  # ASCII digits only: str.isdigit() accepts '²'
 
 
 class ApiError(Exception):
@@ -30,6 +33,16 @@ class ApiError(Exception):
   def __init__(self, status: int, message: str):
     super().__init__(" ".join(str(message).split()))
     self.status = status
+
+
+def _count(query, name: str, default: int) -> int:
+  """`name=N`, a whole number of at most 9 ASCII digits; `default` when absent or empty."""
+  text = query.get(name, [""])[0].strip()
+  if not text:
+    return default
+  if not re.fullmatch(r"[0-9]{1,9}", text):
+    raise ApiError(400, f"{name} must be a whole number, got {text!r}")
+  return int(text)
 
 
 def finite(value):
@@ -100,6 +113,8 @@ class Explorer:
     """`(user, items)` from `user=ID` or `items=ID,ID,...` (oldest first)."""
     if query.get("user"):
       user = query["user"][0]
+      if len(user) > MAX_USER_ID:
+        raise ApiError(400, f"user ids have at most {MAX_USER_ID} characters, got {len(user)}")
       try:
         return user, self.steerer.user_history(user)
       except DataError as e:
@@ -112,21 +127,31 @@ class Explorer:
     raise ApiError(400, "give user=ID or items=ID,ID,...")
 
   def _items(self, texts) -> np.ndarray:
-    try:
-      ids = [int(t) for t in texts]
-    except ValueError:
-      raise ApiError(400, f"item ids must be integers, got {','.join(texts)!r}") from None
+    bad = [t for t in texts if not _INTEGER.fullmatch(t.strip())]
+    if bad:
+      raise ApiError(400, f"item ids must be integers (at most 18 digits), got {bad[0]!r}")
+    ids = [int(t) for t in texts]
     try:
       return self.steerer.check_items(ids)
     except DataError as e:
       raise ApiError(404, str(e)) from None
 
   def _edits(self, query) -> list[tuple[int, str, float]]:
+    """At most `MAX_EDITS` latent edits (an attribute counts its control's latents)."""
     texts = [t for t in query.get("edit", []) if t.strip()]
+    if len(texts) > MAX_EDITS:
+      raise ApiError(400, f"at most {MAX_EDITS} edits per request, got {len(texts)}")
+    for text in texts:
+      name = text.rpartition(":")[0]
+      if name.startswith("#") and name[1:].isdigit() and not _INTEGER.fullmatch(name[1:]):
+        raise ApiError(400, f"edit {text!r}: a latent is #N with N in 0..{self.dict_size - 1}")
     try:
       edits = self.steerer.resolve(texts)
     except DataError as e:
       raise ApiError(400, str(e)) from None
+    if len(edits) > MAX_EDITS:
+      raise ApiError(400, f"at most {MAX_EDITS} latent edits per request, got {len(edits)} "
+                          "(an attribute counts its control's latents)")
     for text in texts:
       value = parse_edit(text)[1]
       if not math.isfinite(value) or abs(value) > self.strength_limit:
@@ -220,9 +245,9 @@ class Explorer:
 
   def history(self, query) -> dict:
     user, items = self._history(query)
-    recent = int(query.get("recent", ["10"])[0]) if query.get("recent", [""])[0].isdigit() else 10
+    recent = min(_count(query, "recent", 10), len(items))
     return {"user": user, "length": len(items),
-            "recent": [self.steerer.describe(i) for i in items[-recent:]]}
+            "recent": [self.steerer.describe(i) for i in items[len(items) - recent:]]}
 
   def recommend(self, query) -> dict:
     """Top 10 before and after the edits; `after` entries say whether they are `new`."""
@@ -248,7 +273,7 @@ class Explorer:
     if not query.get("item"):
       raise ApiError(400, "give item=ID")
     item = int(self._items(query["item"][:1])[0])
-    top = int(query["top"][0]) if query.get("top", [""])[0].isdigit() else 10
+    top = _count(query, "top", 10)
     s = self.steerer
     batch = s.input_batch(history)
     result = explain(s.params, s.model_cfg, s.trained, s.layer, batch["input_ids"][0], item,

@@ -3,8 +3,10 @@
 
 A `Steerer` holds the recommender, SAE, interpretation and steering settings of a workdir (built
 once by `seqrec_jax.workdir.load_steerer`) and answers `top_items(history, edits)` with a single compiled forward pass: every query has the same
-shapes (one right-aligned `[1, L]` input, a seen list padded to a fixed width, and the edit list
-padded with no-op edits to a multiple of `MAX_EDITS`), so moving a strength never recompiles.
+shapes (one right-aligned `[1, L]` input, a seen list padded to the next of a few fixed widths,
+and the edit list padded with no-op edits to the next of `EDIT_BUCKETS`), so moving a strength
+never recompiles and no query compiles more than a handful of shapes. A query takes at most
+`MAX_EDITS` latent edits.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from seqrec_jax.data.splits import EvalSet, make_sequences
 from seqrec_jax.recommender import evaluation, hooks, input_pipeline, metrics
 from seqrec_jax.steer import edits as steering
 
-MAX_EDITS = 8  # edits per query are padded to a multiple of this (one compiled pass)
+MAX_EDITS = 64  # latent edits per query (an attribute edit counts its control's latents)
+EDIT_BUCKETS = (8, 16, 32, MAX_EDITS)  # edit lists are padded to the next of these (one compile
+# each per batch shape: the edits unroll in the compiled pass, 64 compile ~20 s on 2 cores)
 _NO_OP = (0, "scale", 1.0)  # f_0 * 1 = f_0: the edited hidden state equals h bit for bit
 
 
@@ -77,23 +81,31 @@ class Steerer:
 
   def layer_edit(self, edits) -> hooks.LayerEdit | None:
     """The steering edit for `[(latent, mode, value), ...]`, padded with no-ops to a fixed length;
-    None for no edits (the plain model, also for the replace variant)."""
+    None for no edits (the plain model, also for the replace variant). The length is the next of
+    `EDIT_BUCKETS`; more than `MAX_EDITS` edits is a `DataError`."""
     if not edits:
       return None
-    padded = list(edits) + [_NO_OP] * (-len(edits) % MAX_EDITS)
+    if len(edits) > MAX_EDITS:
+      raise DataError(f"at most {MAX_EDITS} latent edits per query, got {len(edits)}")
+    size = next(b for b in EDIT_BUCKETS if b >= len(edits))
+    padded = list(edits) + [_NO_OP] * (size - len(edits))
     return steering.layer_edit(self.layer, self.trained, steering.Edits.make(padded), self.typical,
                                positions=self.positions, error_preserving=self.error_preserving)
 
   # ------------------------------------------------------------------ queries
 
   def input_batch(self, history) -> dict[str, np.ndarray]:
-    """The model input predicting the item after `history` (`[1, L]` ids, fixed-width seen)."""
+    """The model input predicting the item after `history`: `input_ids` `[1, L]`, `seen`
+    `[1, W]` with W the seen width doubled until the history fits (a few shapes in all)."""
     history = np.asarray(history, np.int32)
     evalset = EvalSet(make_sequences([history], [0]), np.zeros(1, np.int32))
     arrays = input_pipeline.make_eval_arrays(evalset, kind=self.model_cfg.kind,
                                              max_len=self.model_cfg.max_len, batch_size=1,
                                              mask_token=self.model_cfg.mask_token)
-    seen = np.zeros((1, max(self.seen_width, len(history))), np.int32)
+    width = self.seen_width
+    while width < len(history):
+      width *= 2
+    seen = np.zeros((1, width), np.int32)
     seen[0, : len(history)] = history
     return {"input_ids": arrays.input_ids, "targets": arrays.targets, "seen": seen,
             "valid": arrays.valid}

@@ -132,7 +132,7 @@ def test_effect_baseline_is_the_steer_stage_baseline(served):
   explorer, url = served
   status, body = get(url, "api/effect")
   assert status == 200 and body["after"] == body["baseline"]
-  stage = json.loads((explorer.workdir / "steer" / "results.json").read_text())["baseline"]
+  stage = explorer.steered["baseline"]  # the steer stage's results.json
   for key in ("ndcg@10", "hr@10", "coverage@10"):
     assert body["baseline"][key] == pytest.approx(stage[key], abs=1e-6)
   name = next(iter(explorer.steerer.controls))
@@ -193,16 +193,12 @@ def test_info_and_page_need_no_network(served):
   assert get(url, "static/../explorer.py")[0] == 404
 
 
-def test_composite_presets_are_read_in_several_shapes(served, monkeypatch):
+def test_composite_presets_are_the_steer_stage_edits(served, monkeypatch):
   explorer, _ = served
   a, b = list(explorer.steerer.controls)[:2]
   monkeypatch.setattr(explorer, "steered", {"composites": {
       "texts": {"edits": [f"{a}:+8", f"{b}:-8"], "ndcg@10": 0.1},
-      "mapping": {"edits": {a: 8, b: -8}},
-      "records": {"controls": [{"attribute": a, "strength": 8}, {"latent": 3, "strength": -2}]},
-      "unknown attribute": {"edits": ["Horror:-8"]},
       "metrics only": {"ndcg@10": 0.1, "share@10": {a: 0.5}},
   }})
   presets = {p["name"]: p["edits"] for p in explorer._presets()}
-  assert presets == {"texts": [f"{a}:+8", f"{b}:-8"], "mapping": [f"{a}:+8", f"{b}:-8"],
-                     "records": [f"{a}:+8", "#3:-2"]}
+  assert presets == {"texts": [f"{a}:+8", f"{b}:-8"]}
