@@ -2,22 +2,23 @@
 import json, sys, pathlib, time
 import numpy as np
 from sklearn.metrics import roc_auc_score
-from seqrec_jax.sae import trained as sae_trained
 from seqrec_jax.recommender import activations as acts_lib
 from seqrec_jax import interpret
-from seqrec_jax.recommender import stage as recommender_stage
+from seqrec_jax import workdir as workdir_lib
 from seqrec_jax.sae import evaluation as sae_evaluation
-from seqrec_jax.interpret.stage import position_labels
+from seqrec_jax.interpret.heldout import position_labels
 
 wd = pathlib.Path(sys.argv[1]); lp = sys.argv[2] if len(sys.argv) > 2 else "item"
 subdir = sys.argv[3] if len(sys.argv) > 3 else "sae"
-rec_config, dataset, split, model_cfg, params = recommender_stage.load_trained(wd)
-trained = sae_trained.load_sae(wd, subdir); layer = sae_trained.sae_layer(wd, subdir)
+layout = workdir_lib.Layout(wd, subdir)
+rec = workdir_lib.load_recommender(layout); sae = workdir_lib.load_sae(layout)
+dataset, split, model_cfg, params = rec.dataset, rec.split, rec.model_cfg, rec.params
+trained, layer = sae.trained, sae.layer
 names = list(dataset.attributes.names)
 
 def prep(seqs):
   acts = acts_lib.capture_activations(params, model_cfg, seqs, layer, batch_size=256)
-  labels, keep = position_labels(dataset, acts, lp)
+  labels, keep = position_labels(dataset.attributes.multi_hot, acts.items, acts.next_items, lp)
   acts = acts.subset(np.flatnonzero(keep)); labels = labels[keep]
   return acts, labels, sae_evaluation.latents(trained, acts), np.asarray(acts.values, np.float32)
 

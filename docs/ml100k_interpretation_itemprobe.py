@@ -4,8 +4,9 @@ import numpy as np, jax
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_predict
 from sklearn.metrics import roc_auc_score
-from seqrec_jax.recommender import stage as recommender_stage
-rec_config, dataset, split, model_cfg, params = recommender_stage.load_trained("/tmp/runs/ml100k")
+from seqrec_jax import workdir as workdir_lib
+rec = workdir_lib.load_recommender(workdir_lib.Layout.of("/tmp/runs/ml100k"))
+dataset, split, model_cfg, params = rec.dataset, rec.split, rec.model_cfg, rec.params
 flat = {"/".join(str(getattr(k, "key", k)) for k in p): v for p, v in jax.tree_util.tree_flatten_with_path(params)[0]}
 emb = [v for k, v in flat.items() if np.ndim(v) == 2 and v.shape[0] == dataset.interactions.num_items]
 print([k for k, v in flat.items() if np.ndim(v) == 2 and v.shape[0] == dataset.interactions.num_items])

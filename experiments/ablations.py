@@ -15,14 +15,15 @@ their 95 % intervals, and the latents' median monosemanticity. Writes `ablations
 
 from __future__ import annotations
 
+import copy
 import json
 import pathlib
-import shutil
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments import stages
+from seqrec_jax import workdir as workdir_lib
 from seqrec_jax.core.files import write_atomic, write_json
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/default.py")
@@ -52,11 +53,10 @@ ABLATIONS = {
                                              "model.dropout_rate": 0.1},
 }
 _RECOMMENDER_PREFIXES = ("model.", "train.", "data.", "seed")
-_RECOMMENDER_FILES = ("results.json", "config.json", "stage.json", "metrics.jsonl", "checkpoints")
 
 
 def _apply(config, overrides: dict):
-  config = config.copy_and_resolve_references()
+  config = copy.deepcopy(config)  # keeps the SAE settings' flat aliases tied to their blocks
   for key, value in overrides.items():
     node = config
     *path, last = key.split(".")
@@ -67,9 +67,8 @@ def _apply(config, overrides: dict):
 
 
 def _row_summary(workdir: pathlib.Path) -> dict:
-  rec = json.loads((workdir / "results.json").read_text())
-  sae = json.loads((workdir / "sae" / "results.json").read_text())
-  interp = json.loads((workdir / "interpret" / "results.json").read_text())
+  results = workdir_lib.finished_results(workdir_lib.Layout(workdir))
+  rec, sae, interp = (results[s] for s in ("train_recommender", "train_sae", "interpret"))
   mean = interp["heldout"]["mean"]
   return {
       "ndcg@10": rec["test"]["ndcg@10"],
@@ -120,12 +119,9 @@ def main(argv):
     config = _apply(_CONFIG.value, overrides)
     workdir = base_dir if name == "baseline" else root / name.replace(": ", "_").replace(" ", "_")
     retrain = any(k.startswith(_RECOMMENDER_PREFIXES) for k in overrides)
-    if name != "baseline" and not retrain and not (workdir / "results.json").exists():
-      stages.train_recommender(_apply(_CONFIG.value, {}), base_dir)  # skipped when done
-      workdir.mkdir(parents=True, exist_ok=True)
-      for f in _RECOMMENDER_FILES:
-        src = base_dir / f
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, workdir / f)
+    if name != "baseline" and not retrain and not workdir_lib.has_finished(workdir):
+      stages.STAGES["train_recommender"](_apply(_CONFIG.value, {}), base_dir)  # skipped when done
+      workdir_lib.copy_recommender(workdir_lib.Layout(base_dir), workdir_lib.Layout(workdir))
     logging.info("ablation %r in %s", name, workdir)
     for stage in ("train_recommender", "train_sae", "interpret"):
       stages.STAGES[stage](config, workdir)

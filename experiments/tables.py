@@ -8,15 +8,12 @@ import pathlib
 
 from absl import app, flags
 
+from seqrec_jax import workdir as workdir_lib
+
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir after --experiment=pipeline.", required=True)
 _MODERATE = flags.DEFINE_float("moderate", 8.0, "Strength reported as moderate.")
 _STRONG = flags.DEFINE_float("strong", 32.0, "Strength reported as strong.")
 _MIN_AUC = flags.DEFINE_float("min_auc", 0.8, "Steering rows only for genres whose latent AUC >= this.")
-
-
-def _load(workdir: pathlib.Path, name: str):
-  path = workdir / name
-  return json.loads(path.read_text()) if path.exists() else None
 
 
 def _f(x, digits=3):
@@ -125,21 +122,21 @@ def composite_table(r) -> str:
 
 def main(argv):
   del argv
-  workdir = pathlib.Path(_WORKDIR.value)
-  if (r := _load(workdir, "results.json")):
+  results = workdir_lib.finished_results(workdir_lib.Layout(pathlib.Path(_WORKDIR.value)))
+  if (r := results.get("train_recommender")):
     print("### Recommender\n\n" + recommender_table(r) + "\n")
-  if (r := _load(workdir, "sae/results.json")):
+  if (r := results.get("train_sae")):
     keys = ["variant", "layer", "dict_size", "explained_variance", "mse", "l0", "dead_fraction",
             "dense_fraction"]
     print("### SAE\n\n" + json.dumps({k: r.get(k) for k in keys}) + "\n")
     print("original / spliced / zero-ablated NDCG@10: "
           f"{r['original']['ndcg@10']:.4f} / {r['spliced']['ndcg@10']:.4f} / "
           f"{r['zero_ablated']['ndcg@10']:.4f}\n")
-  if (r := _load(workdir, "interpret/results.json")):
+  if (r := results.get("interpret")):
     print("### Latents vs dimensions\n\n" + interpret_table(r) + "\n")
     if "heldout" in r:
       print(heldout_table(r) + "\n")
-  if (r := _load(workdir, "steer/results.json")):
+  if (r := results.get("steer")):
     print("### Steering\n\n" + steer_table(r, _MODERATE.value, _STRONG.value, _MIN_AUC.value))
     if "table" in r:
       print("\n" + method_table(r) + "\n")

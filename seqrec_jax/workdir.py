@@ -23,6 +23,7 @@ import collections
 import dataclasses
 import json
 import pathlib
+import shutil
 from typing import Any
 
 import jax
@@ -500,3 +501,34 @@ def load_steerer(config, workdir) -> Steerer:
                  interpretation.results, interpretation.statistics.typical_activation,
                  sae.trained, sae.layer, controls, settings["mode"], settings["positions"],
                  settings["error_preserving"], seen_width=Steerer.seen_width_for(rec.dataset))
+
+
+STAGES = ("train_recommender", "train_sae", "interpret", "steer")
+
+
+def stage_dirs(layout: Layout) -> dict[str, pathlib.Path]:
+  return {"train_recommender": layout.recommender, "train_sae": layout.sae,
+          "interpret": layout.interpret, "steer": layout.steer}
+
+
+def finished_results(layout: Layout) -> dict[str, dict]:
+  """`{stage: results}` of the stages finished in `layout` (each checked up its chain: a stale
+  one is a `StageMismatchError`), in pipeline order."""
+  out = {}
+  for stage, directory in stage_dirs(layout).items():
+    if has_finished(directory):
+      finished_record(layout, directory, stage)
+      out[stage] = _read_json_file(directory / RESULTS)
+  return out
+
+
+RECOMMENDER_FILES = (RECORD, CONFIG, RESULTS, "metrics.jsonl", "checkpoints")
+
+
+def copy_recommender(source: Layout, target: Layout) -> None:
+  """Copies a finished recommender into another workdir (SAE ablations share one recommender)."""
+  finished_record(source, source.recommender, "train_recommender")
+  target.root.mkdir(parents=True, exist_ok=True)
+  for name in RECOMMENDER_FILES:
+    src = source.root / name
+    (shutil.copytree if src.is_dir() else shutil.copy2)(src, target.root / name)

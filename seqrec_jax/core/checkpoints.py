@@ -1,11 +1,17 @@
 """Orbax checkpoints of a train state plus JSON-serialisable extras (data iterator, progress).
 
 Restores are strict: the saved tree must have exactly the structure, shapes and dtypes of the
-target, or a `CheckpointMismatchError` names the first entry that differs.
+target, or a `CheckpointMismatchError` names the first entry that differs. Every saved step also
+holds `sha256sums.json`, the SHA-256 of each of its files, written after orbax has finished: a
+restore first checks them, so flipped bytes are a `CorruptCheckpointError` rather than wrong
+weights (orbax verifies no checksums of its own; steps saved before this file existed are
+restored unchecked).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import pathlib
 import shutil
 
@@ -14,9 +20,49 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from seqrec_jax.core import distributed
+from seqrec_jax.core.files import write_json
+
+CHECKSUMS = "sha256sums.json"
+
 
 class CheckpointMismatchError(ValueError):
   pass
+
+
+class CorruptCheckpointError(ValueError):
+  """A checkpoint file's bytes differ from those written at save."""
+
+
+def _file_digests(step_dir: pathlib.Path) -> dict[str, str]:
+  """`{path relative to step_dir: sha256 hex}` of every file under a step (the sums excluded)."""
+  out = {}
+  for path in sorted(step_dir.rglob("*")):
+    if path.is_file() and path.name != CHECKSUMS:
+      with open(path, "rb") as f:
+        out[str(path.relative_to(step_dir))] = hashlib.file_digest(f, "sha256").hexdigest()
+  return out
+
+
+def write_checksums(step_dir: pathlib.Path) -> None:
+  write_json(step_dir / CHECKSUMS, _file_digests(step_dir))
+
+
+def verify_checksums(step_dir: pathlib.Path) -> None:
+  """Raises `CorruptCheckpointError` naming the first file whose bytes changed since save."""
+  sums_file = step_dir / CHECKSUMS
+  if not sums_file.is_file():
+    return  # saved before checksums were written
+  try:
+    saved = json.loads(sums_file.read_text())
+  except json.JSONDecodeError:
+    raise CorruptCheckpointError(f"{sums_file} is damaged; the checkpoint cannot be trusted") from None
+  now = _file_digests(step_dir)
+  for name in sorted(set(saved) | set(now)):
+    if saved.get(name) != now.get(name):
+      what = ("is missing" if name not in now else "was not written at save" if name not in saved
+              else "does not match the checksum written at save")
+      raise CorruptCheckpointError(f"checkpoint {step_dir}: {name} {what}")
 
 
 def _entry_name(path) -> str:
@@ -83,12 +129,15 @@ class Checkpointer:
         metrics=metrics, force=True,
     )
     self.manager.wait_until_finished()
+    if distributed.is_main_process():
+      write_checksums(self.directory / str(step))
 
   def restore(self, target_state, step: int | None = None):
     """Restore `(state, extra)` at `step` (default latest) into the layout of `target_state`."""
     step = self.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"no checkpoint under {self.directory}")
+    verify_checksums(self.directory / str(step))
     metadata = self.manager.item_metadata(step)["state"]
     saved_tree = getattr(metadata, "tree", metadata)
     check_same_layout(_metadata_as_arrays(saved_tree), target_state, f"checkpoint {self.directory}/{step}")

@@ -160,7 +160,12 @@ def begin(stage: str, stage_dir: pathlib.Path, workdir: pathlib.Path, settings: 
   """
   record = {"stage": stage, "settings": settings,
             "upstream": current_upstream(workdir, upstream, stage)}
-  saved = read(stage_dir / RECORD)
+  try:
+    saved = read(stage_dir / RECORD)
+  except StageMismatchError:  # a damaged record: overwrite replaces it with the outputs
+    if not overwrite:
+      raise
+    saved = None
   leftovers = [name for name in outputs if (stage_dir / name).exists()]
   if saved is not None and not saved.get("done") and not leftovers:
     saved = None  # a run that stopped before writing any output: nothing to protect or resume

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
-from seqrec_jax.recommender import hooks
+from seqrec_jax.recommender import activations, hooks
 from seqrec_jax.recommender import input_pipeline
 from seqrec_jax.recommender import metrics
 from seqrec_jax.recommender.activations import layer_path
-from seqrec_jax.recommender.model import ModelConfig, SequentialRecommender, make_model
+from seqrec_jax.recommender.model import PAD_ID, ModelConfig, SequentialRecommender, make_model
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -41,12 +44,31 @@ def _compiled_eval_batch(backend: str):
 def _rank_batch(params, batch, *, model_cfg: ModelConfig, k: int, filter_seen: bool,
                 edit: hooks.LayerEdit | None = None, score_bias: jax.Array | None = None):
   scores = scores_last(params, batch["input_ids"], model_cfg, edit=edit)
+  return _rank_scores(scores, batch, k=k, filter_seen=filter_seen, score_bias=score_bias)
+
+
+def _rank_scores(scores, batch, *, k: int, filter_seen: bool, score_bias=None):
+  """Per-user metrics `[B]` and top-k items `[B, k]` from the scores `[B, V]` of one batch."""
   if score_bias is not None:  # re-ranking: `[V]` added to every user's scores
     scores = scores + score_bias
+  # Damaged or diverged weights give NaN scores, which top_k would rank first: such a user's
+  # list becomes -1 (`check_top`), and the padding item is never ranked whatever the weights.
+  broken = ~jnp.isfinite(scores[:, 1:]).all(-1)
+  scores = scores.at[:, PAD_ID].set(-jnp.inf)
   if filter_seen:
     scores = metrics.mask_seen(scores, batch["seen"])
-  top = metrics.top_k_items(scores, k)
+  top = jnp.where(broken[:, None], -1, metrics.top_k_items(scores, k))
   return metrics.per_user_metrics(top, batch["targets"]), top
+
+
+def check_top(top, valid=None) -> None:
+  """Raises `FloatingPointError` if a (valid) user's scores were not finite (`top` is -1)."""
+  top = np.asarray(top)
+  broken = (top < 0).any(-1) if valid is None else (top < 0).any(-1) & np.asarray(valid, bool)
+  if broken.any():
+    raise FloatingPointError(
+        f"the recommender's scores are not finite (NaN or inf) for {int(broken.sum())} user(s): "
+        "its parameters are damaged or diverged; retrain it (--config.overwrite=true)")
 
 
 def scores_last(params, input_ids: jax.Array, model_cfg: ModelConfig,
@@ -65,20 +87,91 @@ def scores_last(params, input_ids: jax.Array, model_cfg: ModelConfig,
   return model.apply({"params": params}, hidden, method=SequentialRecommender.item_logits)
 
 
+def resume_block(layer: str) -> int | None:
+  """The block a forward pass resumes at after `layer`'s output (`blocks_3` -> 4); None for
+  layers inside a block or after the blocks, which `LayerInputs` does not cover."""
+  path = layer_path(layer)
+  if len(path) == 1 and path[0].startswith("blocks_") and path[0][len("blocks_"):].isdigit():
+    return int(path[0][len("blocks_"):]) + 1
+  return None
+
+
+@dataclasses.dataclass
+class LayerInputs:
+  """The batches of some evaluation arrays with one block's output computed once: a sweep of
+  edits at that layer (and of score biases) then runs only the blocks after it."""
+
+  layer: str
+  start: int  # the first block run again
+  batches: list  # [(batch, layer output [B, L, d])]
+
+  @classmethod
+  def build(cls, params, model_cfg: ModelConfig, eval_arrays, batch_size: int, layer: str,
+            max_bytes: int = 1 << 30) -> LayerInputs | None:
+    """None where `layer` is not a block's output or the outputs would exceed `max_bytes`."""
+    start = resume_block(layer)
+    size = eval_arrays.input_ids.size * model_cfg.hidden_dim * 4
+    if start is None or size > max_bytes:
+      return None
+    return cls(layer, start, [
+        (batch, activations.layer_output(params, batch["input_ids"], model_cfg=model_cfg,
+                                         layer=layer))
+        for batch in eval_arrays.batches(batch_size)])
+
+  def covers(self, edit: hooks.LayerEdit | None) -> bool:
+    return edit is None or edit.layer == self.layer
+
+
+def _rank_resumed(params, batch, hidden, *, model_cfg: ModelConfig, start: int, k: int,
+                  filter_seen: bool, edit: hooks.LayerEdit | None = None, score_bias=None):
+  """`_rank_batch` from the output `hidden[B, L, d]` of block `start - 1`, edited by `edit`."""
+  scores = scores_resumed(params, hidden, batch["input_ids"], model_cfg, start, edit)
+  return _rank_scores(scores, batch, k=k, filter_seen=filter_seen, score_bias=score_bias)
+
+
+def scores_resumed(params, hidden, input_ids, model_cfg: ModelConfig, start: int,
+                   edit: hooks.LayerEdit | None = None) -> jax.Array:
+  """`scores_last` from the output `hidden[B, L, d]` of block `start - 1` (edited by `edit`)."""
+  if edit is not None:
+    hidden = edit(hidden).astype(hidden.dtype)
+  model = make_model(model_cfg)
+  last = model.apply({"params": params}, hidden, input_ids, start,
+                     method=SequentialRecommender.resume)[:, -1]
+  return model.apply({"params": params}, last, method=SequentialRecommender.item_logits)
+
+
+@functools.cache
+def _compiled_resumed(backend: str):
+  return jax.jit(_rank_resumed, static_argnames=("model_cfg", "start", "k", "filter_seen"),
+                 compiler_options=_COMPILER_OPTIONS.get(backend))
+
+
 def evaluate(
     params, model_cfg: ModelConfig, eval_arrays: input_pipeline.EvalArrays, *, batch_size: int,
     k: int = 10, filter_seen: bool = True, edit: hooks.LayerEdit | None = None,
     score_bias=None, list_features: metrics.ListFeatures | None = None,
+    layer_inputs: LayerInputs | None = None,
 ) -> dict[str, float]:
   """NDCG@k, HR@k, MRR@k and Coverage@k over all users (padding rows masked, none dropped).
 
   `edit` (optional) rewrites one layer's output during the forward pass (see `hooks`);
   `score_bias` (optional, `[V]`) is added to every user's scores before ranking (re-ranking);
-  `list_features` (optional) adds novelty, intra-list diversity and attribute shares.
+  `list_features` (optional) adds novelty, intra-list diversity and attribute shares;
+  `layer_inputs` (optional, built from the same `eval_arrays` and `batch_size`) skips the
+  layers before the edited one.
   """
   acc = metrics.RankingAccumulator(model_cfg.num_items, k, list_features)
-  for batch in eval_arrays.batches(batch_size):
-    per_user, top = _eval_batch(params, batch, model_cfg=model_cfg, k=k, filter_seen=filter_seen,
-                                edit=edit, score_bias=score_bias)
-    acc.add(jax.device_get(per_user), jax.device_get(top), batch["valid"])
+  if layer_inputs is not None and layer_inputs.covers(edit):
+    rank = _compiled_resumed(jax.default_backend())
+    ranked = (rank(params, batch, hidden, model_cfg=model_cfg, start=layer_inputs.start, k=k,
+                   filter_seen=filter_seen, edit=edit, score_bias=score_bias) + (batch,)
+              for batch, hidden in layer_inputs.batches)
+  else:
+    ranked = (_eval_batch(params, batch, model_cfg=model_cfg, k=k, filter_seen=filter_seen,
+                          edit=edit, score_bias=score_bias) + (batch,)
+              for batch in eval_arrays.batches(batch_size))
+  for per_user, top, batch in ranked:
+    top = jax.device_get(top)
+    check_top(top, batch["valid"])
+    acc.add(jax.device_get(per_user), top, batch["valid"])
   return acc.result()

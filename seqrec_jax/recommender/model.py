@@ -200,6 +200,16 @@ class SequentialRecommender(nn.Module):
       x = block(x, mask, last_only and i == len(self.blocks) - 1)
     return self.final_norm(x)
 
+  def resume(self, x: jax.Array, input_ids: jax.Array, start: int) -> jax.Array:
+    """Last-position hidden states `[B, 1, d]` from the output `x[B, L, d]` of block `start - 1`:
+    runs blocks `start..` (the last one for the last position only) and the final norm. Lets a
+    sweep of edits at one block's output reuse everything before it."""
+    mask = attention_mask(input_ids, self.config.causal)
+    last = len(self.blocks) - 1
+    for i in range(start, len(self.blocks)):
+      x = self.blocks[i](x, mask, i == last)
+    return self.final_norm(x[:, -1:])
+
   def item_embeddings(self) -> jax.Array:
     """The output table `[V, d]` (tied to the input embedding; excludes the mask token)."""
     return self.item_embedding.embedding[: self.config.num_items]

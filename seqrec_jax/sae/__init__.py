@@ -15,7 +15,7 @@ from seqrec_jax.sae.objective import (create_train_state, dead_mask, loss, make_
                                       per_example_loss)
 from seqrec_jax.sae.resampling import resample_dead
 from seqrec_jax.sae.trained import (Quality, TrainedSAE, encode_activations, evaluate_quality,
-                                    explained_variance, load_sae, sae_layer,
+                                    explained_variance,
                                     trained_sae_from_state)
 from seqrec_jax.sae.variants import (REGISTRY, VARIANTS, add_settings, fingerprint_fields,
                                      init_variables, join_variables, make_sae, reported, resamples,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pathlib
 
 from seqrec_jax import workdir as workdir_lib
-from seqrec_jax.core import distributed
+from seqrec_jax.core import distributed, stage_record
 from seqrec_jax.interpret import report
 from seqrec_jax.steer import figures
 
@@ -20,8 +20,12 @@ def run(config, workdir: str | pathlib.Path) -> pathlib.Path | None:
   if not distributed.is_main_process():
     return None
   interpretation = workdir_lib.load_interpretation(layout)
-  steering = (workdir_lib.load_steering(layout)
-              if workdir_lib.has_finished(layout.steer) else None)
+  steering = None
+  if workdir_lib.has_finished(layout.steer):
+    try:
+      steering = workdir_lib.load_steering(layout)
+    except stage_record.StageMismatchError:
+      pass  # steered from an interpretation redone since: no plots until it is redone too
   results, stats = interpretation.results, interpretation.statistics
   top_items = {int(j): [(x["title"], x["attributes"]) for x in ex["items"]]
                for j, ex in results["top_examples"].items()}

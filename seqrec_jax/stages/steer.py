@@ -30,7 +30,6 @@ from seqrec_jax import workdir as workdir_lib
 from seqrec_jax.core import stage_record
 from seqrec_jax.interpret import heldout
 from seqrec_jax.recommender import metrics
-from seqrec_jax.recommender import train as rec_train
 from seqrec_jax.stages import report
 from seqrec_jax.steer import controls as controls_lib
 from seqrec_jax.steer import sweeps
@@ -59,15 +58,15 @@ def run(config, workdir: str | pathlib.Path) -> dict:
       metrics.ListFeatures(np.bincount(rec.split.train.items, minlength=len(multi_hot)),
                            rec.dataset.attributes.multi_hot, names))
   # --- choose the controls on the selection users
-  sel_arrays = rec_train.eval_arrays(
-      rec.config, rec.model_cfg, sweeps.selection_evalset(rec.split, s.selection_users, config.seed))
+  sel_users = evaluate.users(sweeps.selection_evalset(rec.split, s.selection_users, config.seed),
+                             sae.layer)
   candidates = {name: controls_lib.candidate_latents(
                     stats.logit_attribute_effect, stats.tables["selection_latent"]["auc"],
                     stats.tables["selection_latent"]["corr"], g, num=s.num_candidates)
                 for g, name in enumerate(names) if multi_hot[1:, g].any()}
-  ctx = _context(config, rec, sae, stats, multi_hot, evaluate.score_unit(sel_arrays))
+  ctx = _context(config, rec, sae, stats, multi_hot, evaluate.score_unit(sel_users))
   strengths = [float(v) for v in s.strengths]
-  chosen, sel_base = sweeps.choose_controls(evaluate, sel_arrays, candidates, ctx.sae, strengths,
+  chosen, sel_base = sweeps.choose_controls(evaluate, sel_users, candidates, ctx.sae, strengths,
                                             mode=s.mode, min_ndcg_ratio=s.min_ndcg_ratio)
   ctx.controls = {n: {d: c[d]["control"] for d in c} for n, c in chosen.items()}
   for name, c in chosen.items():
@@ -75,11 +74,11 @@ def run(config, workdir: str | pathlib.Path) -> dict:
                  name, c["promote"]["control"].to_json(), c["promote"]["gain"],
                  c["suppress"]["control"].to_json(), c["suppress"]["gain"], sel_base["num_users"])
   # --- every method on the test users
-  test_arrays = rec_train.eval_arrays(rec.config, rec.model_cfg, rec.split.test)
-  baseline = evaluate(test_arrays)
+  test_users = evaluate.users(rec.split.test, sae.layer)
+  baseline = evaluate(test_users)
   grids = {m: [float(v) for v in s[spec.grid]] for m, spec in METHODS.items()}
-  methods = sweeps.sweep_methods(evaluate, test_arrays, ctx, list(candidates), grids)
-  composites = sweeps.sweep_composites(evaluate, test_arrays, ctx, s.composites,
+  methods = sweeps.sweep_methods(evaluate, test_users, ctx, list(candidates), grids)
+  composites = sweeps.sweep_composites(evaluate, test_users, ctx, s.composites,
                                        s.composite_strengths, baseline, s.min_ndcg_ratio)
   results = {
       "mode": s.mode, "positions": s.positions, "error_preserving": bool(s.error_preserving),

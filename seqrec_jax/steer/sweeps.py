@@ -17,7 +17,7 @@ import numpy as np
 from absl import logging
 
 from seqrec_jax.data.splits import EvalSet, make_sequences
-from seqrec_jax.recommender import evaluation, metrics
+from seqrec_jax.recommender import evaluation, input_pipeline, metrics
 from seqrec_jax.steer import controls as controls_lib
 from seqrec_jax.steer.edits import parse_edit
 from seqrec_jax.steer.methods import METHODS, Control, Steer, SteerContext, score_unit
@@ -42,6 +42,16 @@ class ProgressLine:
       logging.info("%s: %d/%d in %.0fs, ETA %.0fs", self.what, self.done, self.total, elapsed, eta)
 
 
+@dataclasses.dataclass(frozen=True)
+class Users:
+  """One user group ready for sweeps: evaluation arrays in batches of `batch_size` and, where
+  the edited layer is a block's output, that output computed once (`LayerInputs`)."""
+
+  arrays: object  # input_pipeline.EvalArrays
+  batch_size: int
+  layer_inputs: evaluation.LayerInputs | None
+
+
 @dataclasses.dataclass
 class Evaluator:
   """Ranks users with the recommender `(params, model_cfg)` under a `Steer`."""
@@ -52,19 +62,30 @@ class Evaluator:
   filter_seen: bool
   list_features: metrics.ListFeatures
 
-  def __call__(self, arrays, steer: Steer = Steer()) -> dict:
-    return evaluation.evaluate(self.params, self.model_cfg, arrays, batch_size=self.batch_size,
-                               filter_seen=self.filter_seen, edit=steer.edit,
-                               score_bias=steer.score_bias, list_features=self.list_features)
+  def users(self, evalset: EvalSet, layer: str) -> Users:
+    """`evalset` in batches of at most `batch_size`, padded to a multiple of 8 users (94 test
+    users rank as one batch of 96, not 256), with `layer`'s output computed once."""
+    batch_size = min(self.batch_size, -(-max(len(evalset), 1) // 8) * 8)
+    arrays = input_pipeline.make_eval_arrays(
+        evalset, kind=self.model_cfg.kind, max_len=self.model_cfg.max_len, batch_size=batch_size,
+        mask_token=self.model_cfg.mask_token)
+    return Users(arrays, batch_size, evaluation.LayerInputs.build(
+        self.params, self.model_cfg, arrays, batch_size, layer))
+
+  def __call__(self, users: Users, steer: Steer = Steer()) -> dict:
+    return evaluation.evaluate(self.params, self.model_cfg, users.arrays,
+                               batch_size=users.batch_size, filter_seen=self.filter_seen,
+                               edit=steer.edit, score_bias=steer.score_bias,
+                               list_features=self.list_features, layer_inputs=users.layer_inputs)
 
   def shares(self, result: dict) -> np.ndarray:
     """`[G]` top-10 share of every attribute in a result."""
     return np.array([result["share@10"][n] for n in self.list_features.attribute_names])
 
-  def score_unit(self, arrays) -> float:
+  def score_unit(self, users: Users) -> float:
     """Mean over users of the standard deviation of their item scores (re-ranking's unit)."""
     stds = []
-    for batch in arrays.batches(self.batch_size):
+    for batch in users.arrays.batches(users.batch_size):
       scores = np.asarray(jax.device_get(evaluation.scores_last(
           self.params, batch["input_ids"], self.model_cfg)))[:, 1:]
       stds.append(scores.std(axis=1)[batch["valid"]])
@@ -82,16 +103,16 @@ def selection_evalset(split, max_users: int, seed: int) -> EvalSet:
   return val
 
 
-def choose_controls(evaluate: Evaluator, arrays, candidates: dict[str, list[int]], ctx_sae,
+def choose_controls(evaluate: Evaluator, users: Users, candidates: dict[str, list[int]], ctx_sae,
                     strengths, *, mode: str, min_ndcg_ratio: float) -> tuple[dict, dict]:
   """`(chosen, baseline)`: each attribute's promote and suppress control chosen on the selection
-  users' `arrays` (`controls.choose_all`), and their unsteered metrics."""
-  baseline = evaluate(arrays)
+  `users` (`controls.choose_all`), and their unsteered metrics."""
+  baseline = evaluate(users)
   total = sum(len(c) + 1 for c in candidates.values()) * len([v for v in strengths if v])
   progress = ProgressLine("steer: choosing controls (sweeps on the selection users)", total)
 
   def sweep(control: Control, strength: float):
-    result = evaluate(arrays, ctx_sae(control.edits(strength, mode)))
+    result = evaluate(users, ctx_sae(control.edits(strength, mode)))
     progress.step()
     return evaluate.shares(result), result["ndcg@10"]
 
@@ -102,8 +123,8 @@ def choose_controls(evaluate: Evaluator, arrays, candidates: dict[str, list[int]
   return chosen, baseline
 
 
-def sweep_methods(evaluate: Evaluator, arrays, ctx: SteerContext, names, grids: dict) -> dict:
-  """`{method: {"unit", "attributes": {name: {"strengths", *CURVE_KEYS}}}}` on `arrays`."""
+def sweep_methods(evaluate: Evaluator, users: Users, ctx: SteerContext, names, grids: dict) -> dict:
+  """`{method: {"unit", "attributes": {name: {"strengths", *CURVE_KEYS}}}}` on `users`."""
   all_names = evaluate.list_features.attribute_names
   progress = ProgressLine("steer: sweeping methods on the test users",
                           sum(len(grids[m]) for m in METHODS) * len(names))
@@ -114,7 +135,7 @@ def sweep_methods(evaluate: Evaluator, arrays, ctx: SteerContext, names, grids: 
       g = all_names.index(name)
       curves = {key: [] for key in CURVE_KEYS}
       for strength in grids[method]:
-        result = evaluate(arrays, spec.steer(ctx, name, g, strength))
+        result = evaluate(users, spec.steer(ctx, name, g, strength))
         progress.step()
         for key in CURVE_KEYS:
           curves[key].append(result[key][name] if key == "share@10" else result[key])
@@ -145,7 +166,7 @@ def composite_edits(parts, chosen: dict[str, dict[str, Control]], strength: floa
   return edits
 
 
-def sweep_composites(evaluate: Evaluator, arrays, ctx: SteerContext, text: str, strengths,
+def sweep_composites(evaluate: Evaluator, users: Users, ctx: SteerContext, text: str, strengths,
                      baseline: dict, min_ndcg_ratio: float) -> dict:
   """Each composite of `text` (`parse_composites`) over `strengths`, with its preset: the
   strongest setting keeping NDCG@10 at `min_ndcg_ratio` of the baseline."""
@@ -154,7 +175,7 @@ def sweep_composites(evaluate: Evaluator, arrays, ctx: SteerContext, text: str, 
     parts = [(n, w) for n, w in parts if n in ctx.controls]
     if not parts:
       continue
-    rows = [evaluate(arrays, ctx.sae(composite_edits(parts, ctx.controls, st, ctx.mode)))
+    rows = [evaluate(users, ctx.sae(composite_edits(parts, ctx.controls, st, ctx.mode)))
             for st in strengths]
     floor = min_ndcg_ratio * baseline["ndcg@10"]
     usable = [st for st, r in zip(strengths, rows) if st > 0 and r["ndcg@10"] >= floor]
