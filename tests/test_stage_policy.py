@@ -10,6 +10,8 @@ from experiments import stages
 from seqrec_jax.core.stage_record import StageMismatchError
 from tests.helpers import tiny_config as tiny
 
+train_recommender, train_sae, interpret, steer = (stages.STAGES[n] for n in stages.PIPELINE)
+
 
 def _config(**sae):
   c = tiny.get_sae_config(**sae)
@@ -44,13 +46,13 @@ def test_same_settings_skip_every_stage(finished):
 
 def test_topk_after_relu_l1_names_the_variant_not_its_numbers(finished):
   with pytest.raises(StageMismatchError) as error:
-    stages.train_sae(_config(variant="topk"), finished)
+    train_sae(_config(variant="topk"), finished)
   message = str(error.value)
   assert "\n" not in message
   assert "sae.variant: 'relu_l1' -> 'topk'" in message
   assert "--config.overwrite=true" in message and "--config.sae.subdir" in message
   # Another subdir is the other way out: it trains a topk SAE there.
-  results = stages.train_sae(_config(variant="topk", subdir="sae_topk"), finished)
+  results = train_sae(_config(variant="topk", subdir="sae_topk"), finished)
   assert results["variant"] == "topk"
   assert json.loads((finished / "sae" / "results.json").read_text())["variant"] == "relu_l1"
 
@@ -60,7 +62,7 @@ def test_interpret_with_another_label_position_refuses(finished):
   config.interpret.label_position = "next_item"
   old = (finished / "interpret" / "results.json").read_text()
   with pytest.raises(StageMismatchError, match=r"interpret\.label_position: 'item' -> 'next_item'"):
-    stages.interpret(config, finished)
+    interpret(config, finished)
   assert (finished / "interpret" / "results.json").read_text() == old
 
 
@@ -68,18 +70,18 @@ def test_redone_sae_makes_interpret_and_steer_refuse_then_redo(finished, tmp_pat
   workdir = _copy(finished, tmp_path)
   redo = _config(l1_coeff=0.5)
   redo.overwrite = True
-  stages.train_sae(redo, workdir)
+  train_sae(redo, workdir)
   same = _config(l1_coeff=0.5)
   with pytest.raises(StageMismatchError, match="redone"):
-    stages.interpret(same, workdir)
+    interpret(same, workdir)
   with pytest.raises(StageMismatchError, match="redone"):
-    stages.steer(same, workdir)
+    steer(same, workdir)
   redo_rest = _config(l1_coeff=0.5)
   redo_rest.overwrite = True
-  stages.interpret(redo_rest, workdir)
+  interpret(redo_rest, workdir)
   record = lambda rel: json.loads((workdir / rel / "stage.json").read_text())
   assert record("interpret")["upstream"] == {"sae/stage.json": record("sae")["run_id"]}
-  stages.steer(redo_rest, workdir)
+  steer(redo_rest, workdir)
   assert record("steer")["upstream"] == {"interpret/stage.json": record("interpret")["run_id"]}
   stages.pipeline(same, workdir)  # now every stage is current: all skipped, no error
 
@@ -91,32 +93,32 @@ def test_other_learning_rate_neither_resumes_nor_files_numbers(finished, tmp_pat
   other = _config()
   other.train.learning_rate = 0.01
   with pytest.raises(StageMismatchError, match=r"train\.learning_rate: 0\.001 -> 0\.01"):
-    stages.train_recommender(other, workdir)
+    train_recommender(other, workdir)
   assert (workdir / "results.json").read_text() == results
   assert (workdir / "config.json").read_text() == config_json
   assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == checkpoints
   # Unfinished (killed) runs are refused the same way: no resume under other settings.
   (workdir / "results.json").unlink()
   with pytest.raises(StageMismatchError, match="train.learning_rate"):
-    stages.train_recommender(other, workdir)
+    train_recommender(other, workdir)
 
 
 def test_redone_recommender_makes_the_sae_refuse(finished, tmp_path):
   workdir = _copy(finished, tmp_path)
   redo = _config()
   redo.overwrite = True
-  stages.train_recommender(redo, workdir)
+  train_recommender(redo, workdir)
   with pytest.raises(StageMismatchError, match="redone"):
-    stages.train_sae(_config(), workdir)
+    train_sae(_config(), workdir)
   with pytest.raises(StageMismatchError, match="redone"):
-    stages.interpret(_config(), workdir)
+    interpret(_config(), workdir)
 
 
 def test_outputs_without_a_record_are_refused(finished, tmp_path):
   workdir = _copy(finished, tmp_path)
   (workdir / "steer" / "stage.json").unlink()
   with pytest.raises(StageMismatchError, match="without a stage record"):
-    stages.steer(_config(), workdir)
+    steer(_config(), workdir)
 
 
 def test_a_setting_added_later_matches_only_the_behaviour_it_preserves(tmp_path):
@@ -169,8 +171,8 @@ def test_recommender_failed_on_its_batch_size_reruns_with_a_smaller_one(tmp_path
   too_big = _config()
   too_big.train.batch_size = 100_000
   with pytest.raises(ValueError, match="batch"):
-    stages.train_recommender(too_big, tmp_path)
-  results = stages.train_recommender(_config(), tmp_path)  # no --config.overwrite needed
+    train_recommender(too_big, tmp_path)
+  results = train_recommender(_config(), tmp_path)  # no --config.overwrite needed
   assert results["test"]["ndcg@10"] >= 0
 
 
@@ -193,9 +195,21 @@ def test_steer_records_with_the_removed_fields_are_skipped_as_finished(finished,
   record["settings"].update({"steer.min_auc": 0.0, "steer.moderate": 8.0, "steer.strong": 32.0})
   record_path.write_text(json.dumps(record))
   before = _mtimes(workdir)
-  stages.steer(_config(), workdir)
+  steer(_config(), workdir)
   assert _mtimes(workdir) == before
   changed = _config()
   changed.steer.mode = "scale"
   with pytest.raises(StageMismatchError, match="steer.mode: 'add' -> 'scale'"):
-    stages.steer(changed, workdir)
+    steer(changed, workdir)
+
+
+def test_a_damaged_record_is_named_and_replaced_on_overwrite(tmp_path):
+  from seqrec_jax.core import stage_record
+
+  stage_record.finish(tmp_path / "stage", _begin(tmp_path, {"a": 1}), {"v": 1})
+  (tmp_path / "stage" / "stage.json").write_text('{"stage": "x", "sett')  # cut short
+  with pytest.raises(StageMismatchError, match=r"stage\.json is not valid JSON"):
+    _begin(tmp_path, {"a": 1})
+  run = stage_record.begin("x", tmp_path / "stage", tmp_path, {"a": 1},
+                           outputs=("checkpoints", "results.json"), overwrite=True)
+  assert run.results is None and not (tmp_path / "stage" / "results.json").exists()

@@ -9,6 +9,7 @@ it as is and exit non-zero.
 from __future__ import annotations
 
 import os
+import re
 
 
 class DataError(ValueError):
@@ -46,3 +47,121 @@ class DataError(ValueError):
 
 def _rebuild_data_error(message, file, line):
   return DataError(message, file=file, line=line)
+
+
+class ConfigError(ValueError):
+  """A setting that cannot work with this data or machine (e.g. a batch larger than the data).
+
+  `str(e)` is `"message (--config.FIELD): hint"`, one line; `field` is the dotted config field.
+  """
+
+  def __init__(self, message: str, *, field: str, hint: str = "change it"):
+    self.message = " ".join(str(message).split("\n"))
+    self.field, self.hint = field, hint
+    super().__init__(f"{self.message} (--config.{field}): {hint}")
+
+  def __reduce__(self):
+    return (_rebuild_config_error, (self.message, self.field, self.hint))
+
+
+def _rebuild_config_error(message, field, hint):
+  return ConfigError(message, field=field, hint=hint)
+
+
+# What to do about an OSError, by errno name (the file is named beside it).
+_OS_ADVICE = {
+    "ENOSPC": "free space on that disk, or use a --workdir on another one (finished stages are "
+              "kept and skipped when rerun)",
+    "EDQUOT": "free space within your disk quota, or use a --workdir on another disk",
+    "EACCES": "make it writable, or use another --workdir",
+    "EPERM": "make it writable, or use another --workdir",
+    "EROFS": "the file system is read-only: use a --workdir on a writable one",
+    "ENOTDIR": "a part of the path is a file, not a folder: give --workdir a folder",
+    "EEXIST": "a file is in the way of a folder: give --workdir a folder (or remove the file)",
+    "EISDIR": "a folder is where a file is expected: remove it, or use another --workdir",
+}
+
+
+def chain(error: BaseException):
+  """`error`, then the exceptions it was raised from or while handling, outermost first."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    yield error
+    error = error.__cause__ or error.__context__
+
+
+def _one_line(text) -> str:
+  return " ".join(str(text).split())
+
+
+def frames(error: BaseException):
+  """The traceback frames of `error`, innermost first."""
+  frames, tb = [], error.__traceback__
+  while tb is not None:
+    frames.append(tb)
+    tb = tb.tb_next
+  return reversed(frames)
+
+
+def _json_file(error: BaseException) -> str | None:
+  """The file that a `json.JSONDecodeError` came from, read off the reading function's frame."""
+  for tb in frames(error):
+    path = tb.tb_frame.f_locals.get("path")
+    if tb.tb_frame.f_code.co_name.startswith("read") and path is not None:
+      return os.fspath(path)
+  return None
+
+
+def _where(error: BaseException) -> str:
+  """`FILE:LINE` of the innermost frame in the project's own code (else the innermost one)."""
+  stack = list(frames(error))
+  for tb in stack:
+    name = tb.tb_frame.f_code.co_filename
+    if "site-packages" not in name and any(f"{os.sep}{package}{os.sep}" in name
+                                           for package in ("seqrec_jax", "experiments")):
+      break
+  else:
+    if not stack:
+      return "unknown"
+    tb = stack[0]
+  return f"{os.path.relpath(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
+
+
+def describe(error: BaseException) -> str:
+  """The one line `error: WHAT (FILE): WHAT TO DO` that a command line prints for `error`.
+
+  Errors that already say what is wrong and where (`DataError`, `ConfigError`) print as they are;
+  file-system errors (a full disk, a read-only or misnamed workdir) and unreadable JSON files are
+  recognised anywhere in the exception chain; anything else names its type, message and the
+  project line that raised it.
+  """
+  import json  # pylint: disable=g-import-not-at-top
+
+  if isinstance(error, KeyboardInterrupt):
+    return ("error: interrupted: rerun the same command to resume (finished stages are skipped, "
+            "training resumes from its last checkpoint)")
+  if isinstance(error, (DataError, ConfigError)):
+    return f"error: {error}"
+  for e in chain(error):
+    if isinstance(e, json.JSONDecodeError):
+      file = _json_file(e) or "a JSON file of the workdir"
+      return (f"error: not valid JSON, perhaps cut short ({file}, line {e.lineno} column "
+              f"{e.colno}): delete it and rerun with --config.overwrite=true to redo the stage "
+              f"that writes it")
+    if isinstance(e, OSError) and e.errno is not None:
+      import errno as errno_lib  # pylint: disable=g-import-not-at-top
+
+      name = errno_lib.errorcode.get(e.errno, "")
+      file = e.filename if e.filename is not None else _where(e)
+      what = _one_line(e.strerror or e)
+      if name in _OS_ADVICE:
+        return f"error: {what} ({file}): {_OS_ADVICE[name]}"
+      return f"error: {what} ({file}): check the path and the disk"
+    if "No space left on device" in str(e):  # e.g. tensorstore (orbax) errors keep no errno
+      quoted = re.search(r'"(/[^"]+)"', str(e))
+      file = quoted.group(1) if quoted else _where(e)
+      return f"error: No space left on device ({file}): {_OS_ADVICE['ENOSPC']}"
+  message = _one_line(error) or "(no message)"
+  return (f"error: {type(error).__name__}: {message} ({_where(error)}): check the settings it "
+          f"names; SEQREC_TRACEBACK=1 or --verbosity=1 shows the traceback")
