@@ -24,11 +24,25 @@ def small_synthetic_config():
   return c
 
 
+PIPELINE_COUNTS = {}  # what the pipeline run restored and captured (filled by the fixture)
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
+  from seqrec_jax import workdir as workdir_lib
+
   workdir = tmp_path_factory.mktemp("pipeline")
+  workdir_lib.clear_cache()
+  workdir_lib.counts.clear()
   stages.pipeline(small_synthetic_config(), workdir)
+  PIPELINE_COUNTS.update(workdir_lib.counts)
   return workdir
+
+
+def test_one_pipeline_run_restores_nothing_and_captures_each_group_once(workdir):
+  # Each stage hands its artefact to the next in memory; the SAE users (whose subset chooses
+  # features and controls) and the test users are each captured once.
+  assert PIPELINE_COUNTS == {"capture sae": 1, "capture test": 1}
 
 
 def _json(path):

@@ -92,6 +92,13 @@ def compare(*, latent_selection: Mapping[str, np.ndarray], neuron_selection: Map
 
   families = {"latent": measure(latent_selection, latent_columns),
               "dimension": measure(neuron_selection, neuron_columns)}
+  return {"num_samples": int(num_samples),
+          "attributes": _per_attribute(families, names, dimension, sign),
+          "mean": _means(families)}
+
+
+def _per_attribute(families: dict, names, dimension, sign) -> dict:
+  """`{name: {family: {stat: {"feature", "value", "ci"(, "sign")} | None}}}`."""
   attributes = {}
   for g, name in enumerate(names):
     entry = {}
@@ -107,7 +114,11 @@ def compare(*, latent_selection: Mapping[str, np.ndarray], neuron_selection: Map
           item["sign"] = int(sign[chosen[g]])
         entry[family][statistic] = item
     attributes[name] = entry
+  return attributes
 
+
+def _means(families: dict) -> dict:
+  """Means over the attributes both families measure, with paired bootstrap intervals."""
   mean = {"latent": {}, "dimension": {}, "difference": {}}
   for statistic in families["latent"]:
     _, lat_point, lat_samples = families["latent"][statistic]
@@ -122,7 +133,7 @@ def compare(*, latent_selection: Mapping[str, np.ndarray], neuron_selection: Map
         replicate_means = np.nanmean(samples[:, both], axis=1)
       mean[family][statistic] = {"value": float(point[both].mean()),
                                  "ci": _pair(bootstrap.interval(replicate_means))}
-  return {"num_samples": int(num_samples), "attributes": attributes, "mean": mean}
+  return mean
 
 
 def monosemanticity(corr: np.ndarray) -> np.ndarray:
