@@ -1,7 +1,7 @@
 """Choosing each attribute's control by its measured effect, on the selection users only.
 
 For attribute g the candidates are the latents whose logit effect lifts g's items the most
-(`interpret.effects.attribute_effect`, a first-order estimate measured on the selection users)
+(`steer.effects.attribute_effect`, a first-order estimate measured on the selection users)
 plus its best latents by AUC and by correlation there. Each candidate is swept over the positive
 strengths (to promote g) and over the negative ones (to suppress it) on the selection users, and
 scored by its *gain*: the largest change of g's top-10 share, in the wanted direction, at a

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from seqrec_jax.core.progress import ProgressLine
 from seqrec_jax.recommender import hooks
 from seqrec_jax.recommender.evaluation import scores_last
 from seqrec_jax.recommender.model import ModelConfig
@@ -72,11 +73,14 @@ def logit_effect(params, model_cfg: ModelConfig, input_ids: np.ndarray, valid: n
   mask = np.concatenate([np.asarray(valid, bool), np.zeros(pad, bool)])
   count = max(int(mask.sum()), 1)
   sums = np.zeros((len(stacked), model_cfg.num_items), np.float64)
+  progress = ProgressLine("logit effects (forward passes)",
+                          -(-len(ids) // batch_size) * (len(stacked) // chunk))
   for start in range(0, len(ids), batch_size):
     rows = slice(start, start + batch_size)
     for c in range(0, len(stacked), chunk):
       sums[c:c + chunk] += np.asarray(_score_sums(
           params, ids[rows], mask[rows], stacked[c:c + chunk], model_cfg=model_cfg, layer=layer))
+      progress.step()
   means = sums / count
   return (means[1:num + 1] - means[0]).astype(np.float32)
 

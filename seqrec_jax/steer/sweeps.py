@@ -4,18 +4,17 @@ An `Evaluator` ranks one user group under a `Steer` (metrics, list features, eve
 top-10 share). `choose_controls` picks each attribute's SAE control on the selection users
 (`controls`); `sweep_methods` measures every method of `methods.METHODS` over its strengths;
 `sweep_composites` the composite controls; `method_table` summarises the sweeps. Long sweeps log
-progress lines with an ETA.
+progress lines with an ETA (`core.progress`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import jax
 import numpy as np
-from absl import logging
 
+from seqrec_jax.core.progress import ProgressLine
 from seqrec_jax.data.splits import EvalSet, make_sequences
 from seqrec_jax.recommender import evaluation, input_pipeline, metrics
 from seqrec_jax.steer import controls as controls_lib
@@ -23,23 +22,6 @@ from seqrec_jax.steer.edits import parse_edit
 from seqrec_jax.steer.methods import METHODS, Control, Steer, SteerContext, score_unit
 
 CURVE_KEYS = ("share@10", "ndcg@10", "hr@10", "mrr@10", "coverage@10", "novelty@10", "ild@10")
-
-
-class ProgressLine:
-  """Logs `done/total` with the elapsed time and an ETA, at most every `every_seconds`."""
-
-  def __init__(self, what: str, total: int, every_seconds: float = 10.0):
-    self.what, self.total, self.every = what, max(total, 1), every_seconds
-    self.done, self.start, self.last = 0, time.perf_counter(), time.perf_counter()
-
-  def step(self, count: int = 1) -> None:
-    self.done += count
-    now = time.perf_counter()
-    if now - self.last >= self.every or self.done == self.total:
-      self.last = now
-      elapsed = now - self.start
-      eta = elapsed / self.done * (self.total - self.done)
-      logging.info("%s: %d/%d in %.0fs, ETA %.0fs", self.what, self.done, self.total, elapsed, eta)
 
 
 @dataclasses.dataclass(frozen=True)
