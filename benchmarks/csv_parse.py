@@ -44,12 +44,16 @@ def write_ratings(path: pathlib.Path, rows: int, seed: int = 0) -> None:
                                                                   quoting_style="none"))
 
 
-def _best_of(fn, repeats: int) -> float:
-  best = float("inf")
+def _best_of(fns: dict, repeats: int) -> dict[str, tuple[float, float]]:
+  """name -> (best wall s, best CPU s of this process), the functions taking turns each repeat
+  so that they meet the same load on a shared machine."""
+  best = {name: (float("inf"), float("inf")) for name in fns}
   for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    best = min(best, time.perf_counter() - start)
+    for name, fn in fns.items():
+      wall, cpu = time.perf_counter(), time.process_time()
+      fn()
+      wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+      best[name] = (min(best[name][0], wall), min(best[name][1], cpu))
   return best
 
 
@@ -81,19 +85,26 @@ def main() -> None:
   with tempfile.TemporaryDirectory() as tmp:
     path = pathlib.Path(tmp) / "ratings.csv"
     write_ratings(path, args.rows)
-    ours = _best_of(lambda: read_interactions(path, **kwargs), args.repeats)
-    tokenizer = _best_of(lambda: read_interactions(path, fast_path=False, **kwargs),
-                         args.repeats)
-    result = {"rows": args.rows, "seqrec_jax_s": ours, "rows_per_s": args.rows / ours,
-              "tokenizer_s": tokenizer, "ratio_vs_tokenizer": tokenizer / ours,
-              "pyarrow_csv_s": _best_of(lambda: _pyarrow_direct(path), args.repeats)}
+    fns = {"seqrec_jax": lambda: read_interactions(path, **kwargs),
+           "tokenizer": lambda: read_interactions(path, fast_path=False, **kwargs),
+           "pyarrow_csv": lambda: _pyarrow_direct(path)}
     try:
       import pandas as pd  # pylint: disable=g-import-not-at-top
 
-      result["pandas_c_s"] = _best_of(lambda: _pandas_c(path, pd), args.repeats)
-      result["ratio_vs_pandas_c"] = result["pandas_c_s"] / ours
+      fns["pandas_c"] = lambda: _pandas_c(path, pd)
     except ImportError:
-      result["pandas"] = "not installed (pip install pandas)"
+      pass
+    best = _best_of(fns, args.repeats)
+  ours, tokenizer = best["seqrec_jax"][0], best["tokenizer"][0]
+  result = {"rows": args.rows, "seqrec_jax_s": ours, "rows_per_s": args.rows / ours,
+            "tokenizer_s": tokenizer, "ratio_vs_tokenizer": tokenizer / ours,
+            "cpu_ratio_vs_tokenizer": best["tokenizer"][1] / best["seqrec_jax"][1]}
+  for name, (wall, cpu) in best.items():
+    result[f"{name}_s"], result[f"{name}_cpu_s"] = wall, cpu
+  if "pandas_c" in best:
+    result["ratio_vs_pandas_c"] = best["pandas_c"][0] / ours
+  else:
+    result["pandas"] = "not installed (pip install pandas)"
   ratio = tokenizer / ours
   print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                  for k, v in result.items()), flush=True)

@@ -36,6 +36,17 @@ def _header(data: bytes) -> tuple[int, bytes] | None:
   return end + 1, data[start:end]
 
 
+def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
+  """A writable copy [n] of a null-free numeric column, chunk by chunk (`ChunkedArray.to_numpy`
+  takes several times longer on ML-20M)."""
+  out = np.empty(len(column), dtype=column.type.to_pandas_dtype())
+  start = 0
+  for chunk in column.chunks:
+    out[start:start + len(chunk)] = chunk.to_numpy(zero_copy_only=True)
+    start += len(chunk)
+  return out
+
+
 def _index(column: str | int, names: tuple[str, ...] | None, num_fields: int) -> int | None:
   if isinstance(column, str):
     return names.index(column) if names is not None and names.count(column) == 1 else None
@@ -96,7 +107,7 @@ def read_numeric_columns(data: bytes, *, delimiter: str, header: bool, encoding:
   try:
     table = pa_csv.read_csv(
         pa.py_buffer(data).slice(body_start),
-        read_options=pa_csv.ReadOptions(column_names=column_names, block_size=1 << 22),
+        read_options=pa_csv.ReadOptions(column_names=column_names, block_size=1 << 24),
         parse_options=pa_csv.ParseOptions(delimiter=delim.decode("latin-1"), quote_char=False,
                                           double_quote=False),
         convert_options=pa_csv.ConvertOptions(
@@ -108,7 +119,7 @@ def read_numeric_columns(data: bytes, *, delimiter: str, header: bool, encoding:
     return None
   if table.num_rows == 0 or any(c.null_count for c in table.columns):
     return None
-  users, items, timestamps = (table.column(k).to_numpy() for k in range(3))
+  users, items, timestamps = (_to_numpy(table.column(k)) for k in range(3))
   if not ((timestamps >= 0) & (timestamps < MAX_TIMESTAMP)).all():  # NaN fails too
     return None
   if timestamps.dtype.kind == "f" and (timestamps == np.floor(timestamps)).all():
