@@ -532,3 +532,23 @@ def copy_recommender(source: Layout, target: Layout) -> None:
   for name in RECOMMENDER_FILES:
     src = source.root / name
     (shutil.copytree if src.is_dir() else shutil.copy2)(src, target.root / name)
+
+
+def snapshot(layout: Layout) -> dict[str, str]:
+  """`{stage: run id}` of the stages finished in `layout` now (for `check_unchanged`)."""
+  return {stage: stage_record.read(directory / RECORD)["run_id"]
+          for stage, directory in stage_dirs(layout).items() if has_finished(directory)}
+
+
+def check_unchanged(layout: Layout, taken: dict[str, str]) -> None:
+  """Raises `StageMismatchError` naming the first stage redone, removed or added in `layout`
+  since `taken` (a long-lived reader such as the explorer must not answer from old files)."""
+  try:
+    now = snapshot(layout)
+  except stage_record.StageMismatchError as e:
+    raise stage_record.StageMismatchError(f"the workdir changed while being served: {e}") from None
+  for stage in STAGES:
+    if taken.get(stage) != now.get(stage):
+      raise stage_record.StageMismatchError(
+          f"{stage_dirs(layout)[stage]} ({stage}) changed since it was loaded; restart the "
+          "server to serve the new results")

@@ -175,3 +175,14 @@ def test_recorded_steering_settings_are_used_and_others_refused(old):
   with pytest.raises(StageMismatchError, match=r"steer.positions: '\w+' \(config\) vs "
                                                rf"'{recorded['positions']}' \(recorded\)"):
     workdir_lib.load_steerer(config, old)
+
+
+def test_the_explorer_answers_409_once_a_stage_is_redone(old):
+  from seqrec_jax.serve.explorer import ApiError
+
+  explorer = Explorer.load(old_workdir_config.get_config(), old)
+  explorer.check_current()  # unchanged: answers
+  _redo(old, "sae/stage.json")
+  with pytest.raises(ApiError, match="sae \\(train_sae\\) changed since it was loaded") as e:
+    explorer.check_current()
+  assert e.value.status == 409

@@ -16,6 +16,7 @@ import numpy as np
 
 from seqrec_jax import workdir as workdir_lib
 from seqrec_jax.core.errors import DataError
+from seqrec_jax.core.stage_record import StageMismatchError
 from seqrec_jax.steer.edits import parse_edit
 from seqrec_jax.steer.explain import explain
 from seqrec_jax.steer.recommend import MAX_EDITS, Steerer
@@ -64,11 +65,14 @@ def finite(value):
 class Explorer:
   """A loaded workdir and the API's answers."""
 
-  def __init__(self, steerer: Steerer, interpretation, steering, name: str):
+  def __init__(self, steerer: Steerer, interpretation, steering, name: str, layout=None):
     """`interpretation` and `steering` are `workdir.Interpretation` and `workdir.Steering` (None
-    before the steer stage has run); `name` names the workdir on the page."""
+    before the steer stage has run); `name` names the workdir on the page; with `layout`
+    (`workdir.Layout`) every answer first checks that no stage was redone since."""
     self.steerer = steerer
     self.name = name
+    self.layout = layout
+    self.loaded = workdir_lib.snapshot(layout) if layout is not None else None
     s = steerer
     self.interpreted = interpretation.results
     self.steered = steering.results if steering is not None else {}
@@ -90,7 +94,16 @@ class Explorer:
     steering = (workdir_lib.load_steering(layout) if workdir_lib.has_finished(layout.steer)
                 else None)
     return cls(workdir_lib.load_steerer(config, workdir),
-               workdir_lib.load_interpretation(layout), steering, layout.root.absolute().name)
+               workdir_lib.load_interpretation(layout), steering, layout.root.absolute().name,
+               layout)
+
+  def check_current(self) -> None:
+    """`ApiError(409)` once a stage of the served workdir was redone (or damaged) since load."""
+    if self.layout is not None:
+      try:
+        workdir_lib.check_unchanged(self.layout, self.loaded)
+      except StageMismatchError as e:
+        raise ApiError(409, str(e)) from None
 
   def _strength_limit(self) -> float:
     """Largest |strength| accepted: the widest of the steer stage's sweep (32 by default)."""
