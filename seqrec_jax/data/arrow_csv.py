@@ -74,7 +74,7 @@ def read_numeric_columns(data: bytes, *, delimiter: str, header: bool, encoding:
     if sentinel is None:
       return None
     data, delim = data.replace(delim, sentinel), sentinel
-  if not delim or delim in _NUMERIC_BYTES + b"\n\r":
+  if not delim or delim in _NUMERIC_BYTES + b"\n\r" or not delim.isascii():
     return None
   first = _header(data)
   if first is None:

@@ -54,7 +54,7 @@ def test_fast_path_declines_what_pyarrow_reads_leniently(tmp_path, token):
 
 _NUMERIC_TOKENS = ["0", "1", "7", "07", "12", "3.5", "5.", ".5", "-3", "+4", " 9", "0x1f", "1e3",
                    "", "nan", "1099511627776", "1099511627775", "123456789012345678901234",
-                   "2019-02-20", "a"]
+                   "2019-02-20", "a", "-07", "-0", "0X1F", "inf", "1.5e3"]
 _ROW = st.lists(st.sampled_from(_NUMERIC_TOKENS), min_size=3, max_size=4)
 
 
