@@ -74,7 +74,8 @@ def test_full_disk_is_one_line_naming_the_file(tmp_path):
   rc, stderr = _cli(f"--workdir={tmp_path}", prelude=prelude)
   assert rc == 1
   line = _last_line(stderr)
-  assert line.startswith("error: No space left on device (") and "free space" in line
+  assert line.startswith(f"error: No space left on device ({tmp_path}{os.sep}"), line
+  assert "free space" in line
 
 
 def test_batch_larger_than_the_data_is_one_line(tmp_path):

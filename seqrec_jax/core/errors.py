@@ -104,11 +104,12 @@ def frames(error: BaseException):
   return reversed(frames)
 
 
-def _json_file(error: BaseException) -> str | None:
-  """The file that a `json.JSONDecodeError` came from, read off the reading function's frame."""
+def _path_in_frames(error: BaseException) -> str | None:
+  """The file being read or written when `error` was raised: the `path` argument of the
+  innermost frame that has one (`files.read_json`, `files.write_atomic`, ...)."""
   for tb in frames(error):
     path = tb.tb_frame.f_locals.get("path")
-    if tb.tb_frame.f_code.co_name.startswith("read") and path is not None:
+    if isinstance(path, (str, os.PathLike)):
       return os.fspath(path)
   return None
 
@@ -145,7 +146,7 @@ def describe(error: BaseException) -> str:
     return f"error: {error}"
   for e in chain(error):
     if isinstance(e, json.JSONDecodeError):
-      file = _json_file(e) or "a JSON file of the workdir"
+      file = _path_in_frames(e) or "a JSON file of the workdir"
       return (f"error: not valid JSON, perhaps cut short ({file}, line {e.lineno} column "
               f"{e.colno}): delete it and rerun with --config.overwrite=true to redo the stage "
               f"that writes it")
@@ -153,7 +154,7 @@ def describe(error: BaseException) -> str:
       import errno as errno_lib  # pylint: disable=g-import-not-at-top
 
       name = errno_lib.errorcode.get(e.errno, "")
-      file = e.filename if e.filename is not None else _where(e)
+      file = e.filename if e.filename is not None else (_path_in_frames(e) or _where(e))
       what = _one_line(e.strerror or e)
       if name in _OS_ADVICE:
         return f"error: {what} ({file}): {_OS_ADVICE[name]}"
