@@ -27,6 +27,7 @@ import json
 import pathlib
 import queue
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -208,7 +209,7 @@ class PooledHTTPServer(HTTPServer):
 
   def __init__(self, address, handler, *, workers: int = WORKERS,
                timeout: float = REQUEST_TIMEOUT):
-    self.request_timeout = timeout
+    self.request_timeout, self.workers = timeout, workers
     super().__init__(address, handler)
     self.url = "http://{}:{}".format(*self.server_address[:2])
     self._names, self._any_address = allowed_hosts(address[0] or "0.0.0.0")
@@ -237,6 +238,13 @@ class PooledHTTPServer(HTTPServer):
         self.handle_error(request, client_address)
       finally:
         self.shutdown_request(request)
+
+  def handle_error(self, request, client_address):
+    if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+      logging.debug("explorer: %s went away", client_address)  # a closed tab, a timed-out client
+    else:
+      logging.error("explorer: request from %s failed:\n%s", client_address,
+                    traceback.format_exc())
 
   def server_close(self):
     super().server_close()
