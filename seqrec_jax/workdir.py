@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import pathlib
 import shutil
 from typing import Any
@@ -33,7 +32,8 @@ import numpy as np
 
 from seqrec_jax.core import distributed, stage_record
 from seqrec_jax.core.checkpoints import Checkpointer
-from seqrec_jax.core.files import write_atomic, write_json
+from seqrec_jax.core.errors import DataError
+from seqrec_jax.core.files import read_json, write_atomic, write_json
 from seqrec_jax.data import splits
 from seqrec_jax.recommender import activations as acts_lib
 from seqrec_jax.recommender import train as rec_train
@@ -124,12 +124,10 @@ class Layout:
 
 def _read_json_file(path: pathlib.Path):
   try:
-    return json.loads(path.read_text())
-  except json.JSONDecodeError as e:
+    return read_json(path)
+  except DataError as e:
     raise stage_record.StageMismatchError(
-        f"{path} is not valid JSON ({e.msg} at line {e.lineno}): the stage that wrote it was "
-        "interrupted or the file was damaged; redo that stage with --config.overwrite=true"
-    ) from None
+        f"{e}; redo the stage that wrote it with --config.overwrite=true") from None
 
 
 def finished_record(layout: Layout, stage_dir: pathlib.Path, stage: str) -> dict:

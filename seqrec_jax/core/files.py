@@ -16,6 +16,8 @@ import tempfile
 from collections.abc import Callable
 from typing import BinaryIO
 
+from seqrec_jax.core.errors import DataError
+
 
 def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
   """Calls `write(file)` on a temporary file beside `path`, then renames it over `path`."""
@@ -44,7 +46,12 @@ def write_json(path: str | os.PathLike, obj) -> None:
 
 
 def read_json(path: str | os.PathLike):
-  return json.loads(pathlib.Path(path).read_text())
+  """The JSON value in `path`; a damaged file is a one-line `DataError` naming it."""
+  try:
+    return json.loads(pathlib.Path(path).read_text())
+  except json.JSONDecodeError as e:
+    raise DataError(f"not valid JSON ({e.msg}, column {e.colno}): the run that wrote it was cut "
+                    "short or the file was damaged", file=path, line=e.lineno) from None
 
 
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:

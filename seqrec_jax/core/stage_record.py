@@ -40,6 +40,7 @@ from collections.abc import Iterable, Mapping
 import jax
 
 from seqrec_jax.core import distributed
+from seqrec_jax.core.errors import DataError
 from seqrec_jax.core.files import read_json, write_json
 
 RECORD = "stage.json"
@@ -89,11 +90,10 @@ def read(path: pathlib.Path) -> dict | None:
     return None
   try:
     return read_json(path)
-  except json.JSONDecodeError as e:
+  except DataError as e:
     raise StageMismatchError(
-        f"{path} is not valid JSON ({e.msg}, line {e.lineno}): the run that wrote it was cut "
-        "short or the file was damaged; rerun with --config.overwrite=true to redo that stage"
-    ) from None
+        f"{path} is not valid JSON ({e.message}); rerun with --config.overwrite=true to redo "
+        "that stage") from None
 
 
 def current_upstream(workdir: pathlib.Path, upstream: Iterable[str], needed_by: str) -> dict:

@@ -18,6 +18,8 @@ import grain
 import jax
 import numpy as np
 
+from seqrec_jax.core import errors
+
 from seqrec_jax.recommender.model import PAD_ID
 from seqrec_jax.data.splits import EvalSet, Sequences
 
@@ -99,7 +101,8 @@ def make_train_data(
     windows = training_windows(seqs, max_len, max_len)
   num = len(windows)
   if global_batch_size > num:
-    raise ValueError(f"batch size {global_batch_size} exceeds the {num} training windows")
+    raise errors.ConfigError(f"batch size {global_batch_size} exceeds the {num} training windows",
+                             field="train.batch_size", hint=f"set it to at most {num}")
   ds = grain.MapDataset.source(windows).seed(seed).shuffle().repeat(num_epochs)
   if kind == "sasrec":
     ds = ds.map(sasrec_example)

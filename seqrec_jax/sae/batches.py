@@ -6,6 +6,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from seqrec_jax.core import errors
+
 
 
 class ActivationBatches:
@@ -22,8 +24,9 @@ class ActivationBatches:
     self.global_batch_size = global_batch_size
     self.seed = seed
     if global_batch_size > len(self.rows):
-      raise ValueError(f"SAE batch size {global_batch_size} exceeds the {len(self.rows)} "
-                       "training activations")
+      raise errors.ConfigError(
+          f"SAE batch size {global_batch_size} exceeds the {len(self.rows)} training activations",
+          field="sae.batch_size", hint=f"set it to at most {len(self.rows)}")
     count = jax.process_count()
     if global_batch_size % count:
       raise ValueError(f"SAE batch {global_batch_size} not divisible by {count} processes")
