@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from benchmarks import common
+from seqrec_jax.data import arrow_csv
 from seqrec_jax.data.tokenizer import read_interactions
 
 _COLUMNS = ("userId", "movieId", "timestamp")
@@ -61,7 +62,7 @@ def _pyarrow_direct(path: pathlib.Path) -> None:
   names = [f"f{j}" for j in range(4)]
   table = pa_csv.read_csv(
       pa.py_buffer(path.read_bytes()).slice(len(b"userId,movieId,rating,timestamp\n")),
-      read_options=pa_csv.ReadOptions(column_names=names),
+      read_options=pa_csv.ReadOptions(column_names=names, use_threads=arrow_csv.USE_THREADS),
       parse_options=pa_csv.ParseOptions(quote_char=False),
       convert_options=pa_csv.ConvertOptions(include_columns=["f0", "f1", "f3"],
                                             column_types=dict.fromkeys(names, pa.int64())))
