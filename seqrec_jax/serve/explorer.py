@@ -189,6 +189,7 @@ class Explorer:
         "dict_size": self.dict_size, "num_users": len(users), "num_items": s.model_cfg.num_items - 1,
         "example_users": users[:5], "mode": s.mode, "positions": s.positions,
         "error_preserving": s.error_preserving, "strength_limit": self.strength_limit,
+        "max_edits": MAX_EDITS, "max_history": MAX_HISTORY,
         "attributes": self.attribute_names, "controls": controls, "presets": self.presets,
         "baseline": self.baseline, "num_dashboards": len(self.dashboards)})
 

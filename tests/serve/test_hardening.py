@@ -83,6 +83,7 @@ def test_more_edits_than_the_cap_is_a_400(served, route):
   edits = ["#1:+1"] * (recommend.MAX_EDITS + 1)
   status, body = get(url, route, user=_user(explorer), edit=edits)
   assert status == 400 and re.fullmatch(rf"at most {recommend.MAX_EDITS} .*", body["error"])
+  assert get(url, "api/info")[1]["max_edits"] == recommend.MAX_EDITS  # the page can know it
   # An attribute counts its control's latents.
   name, control = max(explorer.steerer.controls.items(), key=lambda c: len(c[1]["promote"].latents))
   width = len(control["promote"].latents)
