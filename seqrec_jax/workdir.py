@@ -126,8 +126,7 @@ def _read_json_file(path: pathlib.Path):
   try:
     return read_json(path)
   except DataError as e:
-    raise stage_record.StageMismatchError(
-        f"{e}; redo the stage that wrote it with --config.overwrite=true") from None
+    raise stage_record.StageMismatchError(str(e)) from None
 
 
 def finished_record(layout: Layout, stage_dir: pathlib.Path, stage: str) -> dict:

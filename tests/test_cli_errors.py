@@ -119,7 +119,7 @@ def test_truncated_json_names_its_file(tmp_path):
   path = tmp_path / "results.json"
   path.write_text('{"test": {"ndcg@10": 0.2')
   line = errors.describe(_raised(files.read_json, path))
-  assert line.startswith(f"error: not valid JSON, perhaps cut short ({path}, line 1 column")
+  assert line.startswith(f"error: {path}:1: not valid JSON (")
   assert line.endswith("--config.overwrite=true to redo the stage that writes it")
 
 

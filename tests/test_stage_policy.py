@@ -208,7 +208,7 @@ def test_a_damaged_record_is_named_and_replaced_on_overwrite(tmp_path):
 
   stage_record.finish(tmp_path / "stage", _begin(tmp_path, {"a": 1}), {"v": 1})
   (tmp_path / "stage" / "stage.json").write_text('{"stage": "x", "sett')  # cut short
-  with pytest.raises(StageMismatchError, match=r"stage\.json is not valid JSON"):
+  with pytest.raises(StageMismatchError, match=r"stage\.json:\d+: not valid JSON"):
     _begin(tmp_path, {"a": 1})
   run = stage_record.begin("x", tmp_path / "stage", tmp_path, {"a": 1},
                            outputs=("checkpoints", "results.json"), overwrite=True)

@@ -104,7 +104,7 @@ def test_a_redone_recommender_makes_every_reader_refuse(old, load):
 def test_a_truncated_record_is_named_in_one_line(old):
   path = old / "sae" / "stage.json"
   path.write_text(path.read_text()[:40])
-  with pytest.raises(StageMismatchError, match="sae/stage.json is not valid JSON") as e:
+  with pytest.raises(StageMismatchError, match=r"sae/stage.json:\d+: not valid JSON") as e:
     workdir_lib.load_sae(workdir_lib.Layout(old))
   assert "\n" not in str(e.value)
 

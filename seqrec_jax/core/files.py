@@ -50,8 +50,9 @@ def read_json(path: str | os.PathLike):
   try:
     return json.loads(pathlib.Path(path).read_text())
   except json.JSONDecodeError as e:
-    raise DataError(f"not valid JSON ({e.msg}, column {e.colno}): the run that wrote it was cut "
-                    "short or the file was damaged", file=path, line=e.lineno) from None
+    raise DataError(f"not valid JSON ({e.msg}, column {e.colno}), perhaps cut short: rerun with "
+                    "--config.overwrite=true to redo the stage that writes it", file=path,
+                    line=e.lineno) from None
 
 
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:

@@ -91,9 +91,7 @@ def read(path: pathlib.Path) -> dict | None:
   try:
     return read_json(path)
   except DataError as e:
-    raise StageMismatchError(
-        f"{path} is not valid JSON ({e.message}); rerun with --config.overwrite=true to redo "
-        "that stage") from None
+    raise StageMismatchError(str(e)) from None
 
 
 def current_upstream(workdir: pathlib.Path, upstream: Iterable[str], needed_by: str) -> dict:

@@ -268,7 +268,8 @@ class _PageChecker(html.parser.HTMLParser):
         self.blocked.append(f"<{tag} {name}=...>")
     if tag == "style" or (tag == "script" and not attrs.get("src")):
       self.blocked.append(f"inline <{tag}>")
-    if tag in ("script", "link") and re.match(r"\w+:|//", attrs.get("src") or attrs.get("href", "")):
+    source = attrs.get("src") or attrs.get("href") or ""
+    if tag in ("script", "link") and re.match(r"\w+:|//", source):
       self.blocked.append(f"<{tag}> from elsewhere")
 
 
@@ -279,5 +280,6 @@ def test_the_page_needs_nothing_its_policy_forbids():
   script = (server.STATIC_DIR / "app.js").read_text()
   # Inline styles, string code and markup injection are what the policy (or good sense) forbids.
   for pattern in (r"\beval\(", r"new Function", r"innerHTML", r"insertAdjacentHTML", r"cssText",
-                  r"setAttribute\(\s*[\"']style", r"\bstyle:", r"javascript:", r"setTimeout\(\s*[\"']"):
+                  r"setAttribute\(\s*[\"']style", r"\bstyle:", r"javascript:",
+                  r"setTimeout\(\s*[\"']"):
     assert not re.search(pattern, script), pattern
