@@ -38,6 +38,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 
 import jax
+from absl import logging
 
 from seqrec_jax.core import distributed
 from seqrec_jax.core.errors import DataError
@@ -182,6 +183,8 @@ def begin(stage: str, stage_dir: pathlib.Path, workdir: pathlib.Path, settings: 
             f"with --config.overwrite=true to replace it, or use {other_ways}")
       if not differ:
         if saved.get("done") and (stage_dir / results_file).is_file():
+          logging.info("%s: %s already holds these results; --config.overwrite=true redoes them",
+                       stage, stage_dir)
           return StageRun(saved, read_json(stage_dir / results_file))
         return StageRun(saved)  # same settings, unfinished: resume
       leftovers = [n for n in leftovers if n == results_file]  # lengthened: resume, new run id

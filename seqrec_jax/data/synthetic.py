@@ -223,27 +223,6 @@ def make_synthetic_with_truth(
   return Dataset(name="synthetic", interactions=interactions, attributes=attributes), truth
 
 
-def make_synthetic(
-    *,
-    num_users: int = 1000,
-    num_items: int = 400,
-    num_genres: int = 8,
-    min_len: int = 20,
-    max_len: int = 50,
-    min_user_genres: int = 1,
-    max_user_genres: int = 3,
-    stay_prob: float = 0.8,
-    second_genre_prob: float = 0.1,
-    popularity_exponent: float = 1.0,
-    genre_size_exponent: float = 0.0,
-    start_spread_days: float = 365.0,
-    seed: int = 0,
-) -> Dataset:
-  """The planted-genre dataset alone; see `make_synthetic_with_truth` for the arguments."""
-  return make_synthetic_with_truth(
-      num_users=num_users, num_items=num_items, num_genres=num_genres, min_len=min_len,
-      max_len=max_len, min_user_genres=min_user_genres, max_user_genres=max_user_genres,
-      stay_prob=stay_prob, second_genre_prob=second_genre_prob,
-      popularity_exponent=popularity_exponent, genre_size_exponent=genre_size_exponent,
-      start_spread_days=start_spread_days,
-      seed=seed)[0]
+def make_synthetic(**options) -> Dataset:
+  """The planted-genre dataset alone; `options` are `make_synthetic_with_truth`'s arguments."""
+  return make_synthetic_with_truth(**options)[0]

@@ -73,9 +73,7 @@ def run(config, workdir: str | pathlib.Path) -> dict:
   run_ = stage_record.begin("interpret", layout.interpret, layout.root, settings,
                             upstream=[layout.sae_record], outputs=_OUTPUTS,
                             overwrite=bool(config.get("overwrite")))
-  if run_.results is not None:
-    logging.info("interpret: %s already holds these results; --config.overwrite=true redoes them",
-                 layout.interpret)
+  if run_.results is not None:  # finished with these settings: skipped
     return run_.results
   rec, sae = workdir_lib.load_recommender(layout), workdir_lib.load_sae(layout)
   if rec.dataset.attributes is None or not rec.dataset.attributes.names:

@@ -33,9 +33,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
   run_ = stage_record.begin("train_recommender", layout.recommender, layout.root, settings,
                             outputs=_OUTPUTS, overwrite=bool(config.get("overwrite")),
                             extendable=("train.max_steps", "train.num_epochs"))
-  if run_.results is not None:
-    logging.info("%s already holds results of this config; --config.overwrite=true redoes them",
-                 layout.root)
+  if run_.results is not None:  # finished with these settings: skipped
     return run_.results
   workdir_lib.save_recommender_config(layout, config)
   dataset, split = train.load_data(config)

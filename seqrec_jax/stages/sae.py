@@ -50,9 +50,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
                             upstream=[layout.recommender_record], outputs=_OUTPUTS,
                             overwrite=bool(config.get("overwrite")),
                             other_ways="another --workdir or --config.sae.subdir")
-  if run_.results is not None:
-    logging.info("train_sae: %s already holds this SAE; --config.overwrite=true redoes it",
-                 layout.sae)
+  if run_.results is not None:  # finished with these settings: skipped
     return run_.results
   rec = workdir_lib.load_recommender(layout)
   layer = acts_lib.check_layer(rec.model_cfg, s.layer)

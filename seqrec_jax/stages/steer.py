@@ -44,9 +44,7 @@ def run(config, workdir: str | pathlib.Path) -> dict:
   run_ = stage_record.begin("steer", layout.steer, layout.root, settings,
                             upstream=[layout.interpret_record], outputs=("results.json",),
                             overwrite=bool(config.get("overwrite")))
-  if run_.results is not None:
-    logging.info("steer: %s already holds these results; --config.overwrite=true redoes them",
-                 layout.steer)
+  if run_.results is not None:  # finished with these settings: skipped
     return run_.results
   rec, sae = workdir_lib.load_recommender(layout), workdir_lib.load_sae(layout)
   interpretation = workdir_lib.load_interpretation(layout)
