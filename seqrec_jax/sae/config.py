@@ -37,11 +37,8 @@ class SAEConfig:
   extra: tuple = struct.field(pytree_node=False, default=())
 
   def __post_init__(self):
-    from seqrec_jax.sae import variants  # the registry imports this module
-
-    if self.variant not in variants.REGISTRY:
-      raise ValueError(f"SAE variant must be one of {tuple(variants.REGISTRY)}, got "
-                       f"{self.variant!r}")
+    # The variant name is checked where it is used (`variants.variant`, `make_sae`): the
+    # registry imports this module, so this one does not import the registry.
     extra = tuple(sorted((str(k), _hashable(v)) for k, v in dict(self.extra).items()))
     clash = {k for k, _ in extra} & {f.name for f in dataclasses.fields(self)}
     if clash:

@@ -24,7 +24,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from seqrec_jax.sae import gated, jumprelu, relu_l1, topk
+from seqrec_jax.sae.gated import VARIANT as GATED
+from seqrec_jax.sae.jumprelu import VARIANT as JUMPRELU
+from seqrec_jax.sae.relu_l1 import VARIANT as RELU_L1
+from seqrec_jax.sae.topk import BATCHTOPK, TOPK
 from seqrec_jax.sae.base import Setting, SparseAutoencoder, Variant
 from seqrec_jax.sae.config import SAEConfig
 from seqrec_jax.sae.normalization import geometric_median
@@ -56,11 +59,11 @@ def _collect(*variants: Variant) -> dict[str, Variant]:
 
 
 REGISTRY: dict[str, Variant] = _collect(
-    relu_l1.VARIANT,
-    topk.TOPK,
-    topk.BATCHTOPK,
-    jumprelu.VARIANT,
-    gated.VARIANT,
+    RELU_L1,
+    TOPK,
+    BATCHTOPK,
+    JUMPRELU,
+    GATED,
 )
 VARIANTS = tuple(REGISTRY)
 
