@@ -22,7 +22,8 @@ import numpy as np
 
 from seqrec_jax.core.progress import ProgressLine
 from seqrec_jax.recommender import hooks
-from seqrec_jax.recommender.evaluation import scores_last
+from seqrec_jax.recommender import evaluation
+from seqrec_jax.recommender.activations import layer_output
 from seqrec_jax.recommender.model import ModelConfig
 
 
@@ -32,11 +33,20 @@ def _add_direction(direction, h):
 
 @functools.partial(jax.jit, static_argnames=("model_cfg", "layer"))
 def _score_sums(params, input_ids, valid, directions, *, model_cfg: ModelConfig, layer: str):
-  """`[C, V]` sums over valid rows of the last-position scores with each direction added."""
+  """`[C, V]` sums over valid rows of the last-position scores with each direction added.
+
+  Where `layer` is a block's output, that output is computed once for all directions and each
+  direction runs only the blocks after it (`evaluation.scores_resumed`)."""
+  start = evaluation.resume_block(layer)
+  hidden = (None if start is None else
+            layer_output(params, input_ids, model_cfg=model_cfg, layer=layer))
 
   def one(direction):
-    scores = scores_last(params, input_ids, model_cfg,
-                         edit=hooks.LayerEdit(layer, _add_direction, direction))
+    edit = hooks.LayerEdit(layer, _add_direction, direction)
+    if hidden is None:
+      scores = evaluation.scores_last(params, input_ids, model_cfg, edit=edit)
+    else:
+      scores = evaluation.scores_resumed(params, hidden, input_ids, model_cfg, start, edit)
     scores = scores.at[:, 0].set(0.0)  # the padding id scores -inf
     return jnp.where(valid[:, None], scores, 0.0).sum(0)
 
