@@ -14,7 +14,9 @@ from seqrec_jax.core.files import write_atomic
 from seqrec_jax.data.download import file_sha256
 
 
-_CACHE_VERSION = 1
+# 2: `release_years` stored (MovieLens). Files of version 1 lack it; the version is part of the
+# key, so they are never read and the dataset is prepared again.
+_CACHE_VERSION = 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -49,6 +51,8 @@ def _dataset_arrays(ds: Dataset) -> dict[str, np.ndarray]:
     arrays.update(multi_hot=ds.attributes.multi_hot,
                   attribute_names=np.array(ds.attributes.names, dtype=str).reshape(-1),
                   titles=ds.attributes.titles.astype(str))
+    if ds.attributes.release_years is not None:
+      arrays.update(release_years=ds.attributes.release_years.astype(np.int32))
   return arrays
 
 
@@ -60,7 +64,7 @@ def _dataset_from_arrays(a: Mapping[str, np.ndarray]) -> Dataset:
   if "multi_hot" in a:
     attributes = ItemAttributes(multi_hot=a["multi_hot"],
                                 names=tuple(str(n) for n in a["attribute_names"]),
-                                titles=a["titles"])
+                                titles=a["titles"], release_years=a.get("release_years"))
   return Dataset(name=str(a["name"]), interactions=interactions, attributes=attributes)
 
 

@@ -70,11 +70,16 @@ class ItemAttributes:
     multi_hot: bool [V, G]; row 0 (padding) is all False.
     names: [G] attribute (genre) names.
     titles: str [V]; entry 0 is "<pad>".
+    release_years: int32 [V], each item's release year, 0 where unknown (always at the
+      padding row); None where the data holds no years (synthetic data, generic CSV). The
+      MovieLens readers fill it (see `movielens`); `derived.release_decades` turns it into
+      `decade:YYYYs` attributes.
   """
 
   multi_hot: np.ndarray
   names: tuple[str, ...]
   titles: np.ndarray
+  release_years: np.ndarray | None = None
 
   @property
   def num_attributes(self) -> int:
@@ -240,16 +245,20 @@ class AttributeRecord:
   title: str
   attributes: tuple[str, ...]
   line: int
+  year: int = 0  # release year, 0 if unknown
 
 
 def build_attributes(item_ids: np.ndarray, records: Mapping[str, AttributeRecord | tuple],
-                     names: Sequence[str] | None = None) -> ItemAttributes:
+                     names: Sequence[str] | None = None, *,
+                     release_years: bool = False) -> ItemAttributes:
   """Aligns per-item attribute records with the item ids.
 
   Args:
     item_ids: str [V], entry 0 the padding token.
     records: original item id -> `(title, attribute names)`.
     names: the attribute names in column order; default: sorted union over `records`.
+    release_years: whether the records' `year` fields are data (then `release_years` is an
+      int32 [V] array, 0 for items without a record or a year) or absent (None).
 
   Returns:
     `ItemAttributes` with `multi_hot` bool [V, G]; items without a record get an all-False row
@@ -264,17 +273,23 @@ def build_attributes(item_ids: np.ndarray, records: Mapping[str, AttributeRecord
   multi_hot = np.zeros((len(item_ids), len(names)), dtype=bool)
   titles = np.array(item_ids, dtype=object)
   titles[0] = PAD_TOKEN
+  years = np.zeros(len(item_ids), dtype=np.int32)
   rows, cols = [], []
   for i in range(1, len(item_ids)):  # loops over items (thousands), not interactions
-    rec = recs.get(str(item_ids[i]))
+    key = str(item_ids[i])
+    rec = recs.get(key)
     if rec is None:
       continue
     titles[i] = rec[0]
+    original = records[key]
+    if isinstance(original, AttributeRecord):
+      years[i] = original.year
     for a in rec[1]:
       rows.append(i)
       cols.append(column[a])
   multi_hot[np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)] = True
-  return ItemAttributes(multi_hot=multi_hot, names=names, titles=titles.astype(str))
+  return ItemAttributes(multi_hot=multi_hot, names=names, titles=titles.astype(str),
+                        release_years=years if release_years else None)
 
 
 def check_attribute_items(records: Mapping[str, AttributeRecord], all_item_ids: np.ndarray,

@@ -476,13 +476,14 @@ def text_lines(path: pathlib.Path, encoding: str) -> list[tuple[int, str]]:
 
 
 def add_record(records: dict[str, AttributeRecord], path: pathlib.Path, line: int, item: str,
-                title: str, attributes: Sequence[str]) -> None:
+                title: str, attributes: Sequence[str], year: int = 0) -> None:
   if not item:
     raise DataError("expected an item id, found an empty field", file=path, line=line)
   if item in records:
     raise DataError(f"expected each item once, found item {item!r} again (first at line "
                     f"{records[item].line})", file=path, line=line)
-  records[item] = AttributeRecord(title=title, attributes=tuple(attributes), line=line)
+  records[item] = AttributeRecord(title=title, attributes=tuple(attributes), line=line,
+                                  year=year)
 
 
 # ---------------------------------------------------------------------------------------------
