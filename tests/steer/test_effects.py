@@ -14,7 +14,8 @@ def _direct(params, cfg, ids, valid, layer, direction):
   edit = hooks.LayerEdit(layer, effects._add_direction, direction)
   before = np.asarray(evaluation.scores_last(params, ids, cfg), np.float64)
   after = np.asarray(evaluation.scores_last(params, ids, cfg, edit=edit), np.float64)
-  diff = np.where(np.isfinite(after - before), after - before, 0.0)
+  with np.errstate(invalid="ignore"):  # the padding item: -inf - -inf
+    diff = np.where(np.isfinite(after - before), after - before, 0.0)
   return diff[valid].mean(0)
 
 
