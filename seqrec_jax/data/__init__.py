@@ -22,6 +22,10 @@ are in `splits`. Every loader ends in the same arrays (`Interactions`, `ItemAttr
 
 Attribute files are small and read with the `csv` module, so their fields may be quoted (ML-20M
 titles hold commas).
+
+MovieLens items also carry release years (`ItemAttributes.release_years`); `derived` turns them
+and the training interaction counts into attributes of their own (`decade:1990s`,
+`popularity:head`, `popularity:tail`).
 """
 
 from seqrec_jax.data.containers import (PAD_TOKEN, Dataset, Interactions, ItemAttributes,

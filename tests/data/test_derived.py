@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pathlib
 import zipfile
+from fractions import Fraction
 
 import numpy as np
 import pytest
 
 from seqrec_jax.core.errors import DataError
-from seqrec_jax.data import cache, default_data_dir, download, load_dataset
+from seqrec_jax.data import cache, default_data_dir, derived, download, load_dataset, splits
 from seqrec_jax.data.movielens import title_year
 
 
@@ -185,3 +186,163 @@ def test_offline_default_ml100k_has_years_for_nearly_all_items(tmp_path):
   assert known.sum() >= 1680, known.sum()
   assert years[known.nonzero()[0] + 1].min() >= 1920 and years.max() <= 1998
   assert _years(ds)["1"] == 1995  # Toy Story
+
+
+# ----------------------------------------------------------------------------------------------
+# Popularity groups.
+
+
+def _direct_popularity(counts: list[int], share: Fraction) -> tuple[set[int], set[int]]:
+  """Head and tail by the documented rule, with Python loops and exact fractions."""
+  ranking = sorted(range(1, len(counts)), key=lambda i: (-counts[i], i))
+  total = sum(counts[1:])
+  head, held = set(), 0
+  for i in ranking:
+    if total == 0 or held >= share * total:
+      break
+    head.add(i)
+    held += counts[i]
+  tail, held = set(), 0
+  for i in reversed(ranking):
+    if held + counts[i] > share * total:
+      break
+    tail.add(i)
+    held += counts[i]
+  return head, tail
+
+
+def _groups(counts, share=0.2) -> tuple[set[int], set[int]]:
+  multi_hot, names = derived.popularity_groups(np.asarray(counts), share)
+  assert names == ("popularity:head", "popularity:tail")
+  assert multi_hot.dtype == bool and multi_hot.shape == (len(counts), 2)
+  assert not multi_hot[0].any()
+  head, tail = (set(np.flatnonzero(column).tolist()) for column in multi_hot.T)
+  return head, tail
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("share", [0.2, 0.1, 0.35, 0.5])
+def test_popularity_groups_hold_the_stated_share(seed, share):
+  rng = np.random.default_rng(seed)
+  num_items = int(rng.integers(2, 400))
+  counts = rng.zipf(1.6, num_items).clip(max=10_000) * (rng.random(num_items) < 0.9)
+  counts[0] = 12345  # the padding's count is ignored
+  head, tail = _groups(counts, share)
+  assert (head, tail) == _direct_popularity(counts.tolist(), Fraction(str(share)))
+  c, total, s = counts.tolist(), int(counts[1:].sum()), Fraction(str(share))
+  head_sum, tail_sum = sum(c[i] for i in head), sum(c[i] for i in tail)
+  assert head_sum >= s * total and head_sum - min(c[i] for i in head) < s * total
+  assert tail_sum <= s * total
+  assert not head & tail
+  assert {i for i in range(1, num_items) if c[i] == 0} <= tail  # never seen: tail
+  assert min(c[i] for i in head) >= max(c[i] for i in range(1, num_items) if i not in head)
+  rest = [c[i] for i in range(1, num_items) if i not in tail]
+  if rest:  # one more item would push the tail over the share
+    assert max(c[i] for i in tail) <= min(rest) and tail_sum + min(rest) > s * total
+
+
+def test_popularity_groups_break_ties_by_item_id():
+  # Total 20, 20 % = 4: ranking 7 (6), 3, 5 (4 each), 1, 2, 6 (2 each), 4 (0).
+  assert _groups([0, 2, 2, 4, 0, 4, 2, 6]) == ({7}, {4, 6, 2})
+  # Total 18, 20 % = 3.6: ranking 1, 2, 5 (4 each), 3, 6, 7 (2 each), 4 (0).
+  assert _groups([0, 4, 4, 2, 0, 4, 2, 2]) == ({1}, {4, 7})
+  # Every count equal: the head is the lowest ids, the tail the highest.
+  assert _groups([0] + [5] * 10) == ({1, 2}, {9, 10})
+
+
+def test_popularity_cut_landing_exactly_on_the_share_is_exact():
+  # 35 % of 180 is 63, but 0.35 * 180 is 62.99999999999999 in floating point: a float cut
+  # would leave the tail one item short. Item 1 alone holds exactly 35 %.
+  head, tail = _groups([0, 63] + [1] * 117, share=0.35)
+  assert head == {1}
+  assert tail == set(range(119 - 63, 119))  # the 63 highest ids of count 1
+  # 0.2 * 10 = 2: one item of two is the head, one the tail.
+  assert _groups([0, 2, 2, 2, 2, 2]) == ({1}, {5})
+
+
+def test_popularity_edge_cases():
+  assert _groups([0, 0, 0]) == (set(), {1, 2})  # nothing seen in training: all tail
+  assert _groups([7, 9]) == ({1}, set())  # one item: all of the head, more than the tail holds
+  with pytest.raises(ValueError, match="share"):
+    derived.popularity_groups(np.array([0, 1, 2]), share=0.6)
+  with pytest.raises(ValueError, match="integer"):
+    derived.popularity_groups(np.array([0.0, 1.0]))
+
+
+def test_train_item_counts_reads_the_training_sequences_only():
+  ds = load_dataset("synthetic", num_users=60, num_items=80, seed=3)
+  split = splits.split(ds.interactions, "temporal", seed=0)
+  counts = derived.train_item_counts(split, ds.interactions.num_items)
+  assert counts.shape == (ds.interactions.num_items,) and counts.dtype == np.int64
+  assert counts.sum() == len(split.train.items) < ds.interactions.num_interactions
+  assert np.array_equal(counts, np.bincount(split.train.items, minlength=len(counts)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Decades and the combined attributes.
+
+
+def test_release_decades():
+  multi_hot, names = derived.release_decades(np.array([0, 1995, 1990, 1929, 0, 2003, 1999],
+                                                      dtype=np.int32))
+  assert names == ("decade:1920s", "decade:1990s", "decade:2000s")
+  assert multi_hot.dtype == bool
+  assert multi_hot.astype(int).tolist() == [[0, 0, 0], [0, 1, 0], [0, 1, 0], [1, 0, 0],
+                                            [0, 0, 0], [0, 0, 1], [0, 1, 0]]
+  _, names = derived.release_decades(np.array([0, 1995, 1990, 1929, 0, 2003, 1999]), min_items=2)
+  assert names == ("decade:1990s",)
+  empty, none = derived.release_decades(np.zeros(4, dtype=np.int32))
+  assert empty.shape == (4, 0) and none == ()
+
+
+def test_decades_from_every_loader(tmp_path):
+  """u.item dates, RecBole's column and ML-1M/-20M titles all end in the same decade names."""
+  test_grouplens_ml100k_years_from_titles_then_release_dates(tmp_path / "a")
+  ds = load_dataset("ml-100k", data_dir=tmp_path / "a", use_cache=False)
+  _, names = derived.release_decades(ds.attributes.release_years)
+  assert names == ("decade:1930s", "decade:1990s")
+  test_ml20m_years_from_titles(tmp_path / "b")
+  ds = load_dataset("ml-20m", data_dir=tmp_path / "b", use_cache=False)
+  multi_hot, names = derived.release_decades(ds.attributes.release_years)
+  assert names == ("decade:1970s", "decade:1990s")
+  assert multi_hot.sum(axis=0).tolist() == [1, 2]
+
+
+def test_with_derived_attributes(tmp_path):
+  test_ml1m_years_from_titles(tmp_path)
+  ds = load_dataset("ml-1m", data_dir=tmp_path, use_cache=False)
+  base = ds.attributes
+  counts = np.array([0, 5, 1, 0])  # ids 1, 2, 3 are items 6, 29, 30
+  out = derived.with_derived_attributes(base, counts)
+  assert out.names == base.names + ("popularity:head", "popularity:tail", "decade:1920s",
+                                    "decade:1990s")
+  assert np.array_equal(out.multi_hot[:, :len(base.names)], base.multi_hot)
+  assert out.multi_hot[:, len(base.names):].astype(int).tolist() == [
+      [0, 0, 0, 0], [1, 0, 0, 1], [0, 1, 0, 1], [0, 1, 1, 0]]
+  assert np.array_equal(out.titles, base.titles)
+  assert out.release_years is base.release_years
+  assert [derived.family_of(n) for n in out.names] == (
+      ["genre"] * len(base.names) + ["popularity"] * 2 + ["decade"] * 2)
+  only = derived.with_derived_attributes(base, None, families=("decade",))
+  assert only.names == base.names + ("decade:1920s", "decade:1990s")
+  only = derived.with_derived_attributes(base, None, families=("decade",), decade_min_items=2)
+  assert only.names == base.names + ("decade:1990s",)
+  shares = derived.with_derived_attributes(base, counts, families=("popularity",),
+                                           popularity_share=0.5)
+  assert shares.names[-2:] == derived.POPULARITY_NAMES
+  with pytest.raises(ValueError, match="already"):
+    derived.with_derived_attributes(out, counts)
+  with pytest.raises(ValueError, match="families"):
+    derived.with_derived_attributes(base, counts, families=("genre",))
+  with pytest.raises(ValueError, match="shape"):
+    derived.with_derived_attributes(base, counts[:3])
+
+
+def test_with_derived_attributes_without_years_adds_popularity_only():
+  ds = load_dataset("synthetic", num_users=40, num_items=60, seed=1)
+  counts = np.bincount(ds.interactions.items, minlength=ds.interactions.num_items)
+  out = derived.with_derived_attributes(ds.attributes, counts)
+  assert out.names == ds.attributes.names + derived.POPULARITY_NAMES
+  assert out.multi_hot.shape == (ds.interactions.num_items, len(out.names))
+  assert derived.family_of("decade:1990s") == "decade" and derived.family_of("Sci-Fi") == "genre"
+  assert derived.family_of("popularity") == "genre"  # the prefix is "popularity:"
