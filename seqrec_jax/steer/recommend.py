@@ -115,7 +115,9 @@ class Steerer:
     _, top = evaluation._eval_batch(self.params, self.input_batch(history), model_cfg=self.model_cfg,
                                     k=k, filter_seen=self.rec_config.eval.filter_seen,
                                     edit=self.layer_edit(edits))
-    return [int(i) for i in np.asarray(top)[0]]
+    top = np.asarray(top)
+    evaluation.check_top(top)  # non-finite scores: an error, never a list
+    return [int(i) for i in top[0]]
 
   @functools.cached_property
   def _test_batch_size(self) -> int:

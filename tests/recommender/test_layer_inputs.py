@@ -61,3 +61,20 @@ def test_layers_inside_or_after_the_blocks_are_not_resumed():
   cfg, params, arrays = _setup("sasrec")
   assert evaluation.LayerInputs.build(params, cfg, arrays, 8, "final_norm") is None
   assert not evaluation.LayerInputs("blocks_0", 1, []).covers(hooks.zero_ablation("blocks_1"))
+
+
+def test_damaged_weights_are_an_error_and_padding_is_never_ranked():
+  import jax
+
+  cfg, params, arrays = _setup("sasrec")
+  ranked = evaluation.evaluate(params, cfg, arrays, batch_size=8, k=49, filter_seen=False)
+  assert ranked["num_users"] == 21
+  _, top = evaluation._eval_batch(params, next(arrays.batches(8)), model_cfg=cfg, k=49,
+                                  filter_seen=False)
+  assert (np.asarray(top) > 0).all()  # every real item but never the padding id 0
+  broken = jax.tree_util.tree_map(lambda x: x, params)
+  table = np.asarray(broken["item_embedding"]["embedding"]).copy()
+  table[7, 3] = np.nan  # one damaged weight: item 7's score is NaN for every user
+  broken["item_embedding"]["embedding"] = jnp.asarray(table)
+  with pytest.raises(FloatingPointError, match="not finite"):
+    evaluation.evaluate(broken, cfg, arrays, batch_size=8)
