@@ -93,19 +93,42 @@ def heldout_table(r) -> str:
 
 
 def method_table(r) -> str:
-  """Per method: best share@10 at NDCG@10 >= the floor, per attribute, and the doubled count."""
+  """Per method: best share@10 at NDCG@10 >= the floor, per attribute, with the knob's
+  selectivity there, and the doubled and doubled-and-selective counts."""
   t = r["table"]
   methods = list(t["share_at_min_ndcg"])
   base = r["baseline"]["share@10"]
-  rows = [f"| genre | baseline | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
-  for name in r["attributes"]:
-    rows.append(f"| {name} | {_f(base[name])} | " + " | ".join(
-        _f(t["share_at_min_ndcg"][m].get(name)) for m in methods) + " |")
+  sel = t.get("selectivity_at_min_ndcg", {})
+
+  def cell(m, name):
+    share = _f(t["share_at_min_ndcg"][m].get(name))
+    if sel.get(m, {}).get(name) is None:
+      return share
+    return f"{share} ({_f(sel[m][name], 1)})"
+
+  rows = [f"| attribute | baseline | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
+  for name in t["share_at_min_ndcg"][methods[0]] if methods else ():
+    rows.append(f"| {name} | {_f(base[name])} | " + " | ".join(cell(m, name) for m in methods)
+                + " |")
   rows.append("| **doubled** | | " + " | ".join(f"**{t['doubled'][m]}**" for m in methods) + " |")
+  if "doubled_and_selective" in t:
+    rows.append("| **doubled and selective** | | " + " | ".join(
+        f"**{t['doubled_and_selective'][m]}**" for m in methods) + " |")
   rows.append(f"\nBest share@10 at a positive strength keeping NDCG@10 ≥ "
               f"{100 * t['min_ndcg_ratio']:.0f} % of the baseline ({r['baseline']['ndcg@10']:.4f}, "
               f"{r['num_users']} test users); '**doubled**' counts attributes whose share at least "
               "doubles there.")
+  if "doubled_and_selective" in t:
+    rows.append("In brackets the knob's selectivity there (its attribute's relative share gain "
+                "over the largest of any other attribute, `seqrec_jax.steer.specificity`); "
+                "'**doubled and selective**' counts attributes whose share doubles at a strength "
+                "where the selectivity is ≥ 1.")
+  if r.get("no_control"):
+    rows.append(f"No control (in no unedited top 10 of the selection users): "
+                f"{', '.join(r['no_control'])}.")
+  for direction, groups in r.get("shared_controls", {}).items():
+    for group in groups:
+      rows.append(f"Shared {direction} control (measured best for each): {', '.join(group)}.")
   return "\n".join(rows)
 
 

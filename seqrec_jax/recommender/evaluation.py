@@ -150,17 +150,18 @@ def evaluate(
     params, model_cfg: ModelConfig, eval_arrays: input_pipeline.EvalArrays, *, batch_size: int,
     k: int = 10, filter_seen: bool = True, edit: hooks.LayerEdit | None = None,
     score_bias=None, list_features: metrics.ListFeatures | None = None,
-    layer_inputs: LayerInputs | None = None,
-) -> dict[str, float]:
+    layer_inputs: LayerInputs | None = None, return_top: bool = False,
+) -> dict[str, float] | tuple[dict[str, float], np.ndarray]:
   """NDCG@k, HR@k, MRR@k and Coverage@k over all users (padding rows masked, none dropped).
 
   `edit` (optional) rewrites one layer's output during the forward pass (see `hooks`);
   `score_bias` (optional, `[V]`) is added to every user's scores before ranking (re-ranking);
   `list_features` (optional) adds novelty, intra-list diversity and attribute shares;
   `layer_inputs` (optional, built from the same `eval_arrays` and `batch_size`) skips the
-  layers before the edited one.
+  layers before the edited one; `return_top` returns `(metrics, top[U, k])` with every valid
+  user's top-k items in the order of `eval_arrays` (the metrics unchanged).
   """
-  acc = metrics.RankingAccumulator(model_cfg.num_items, k, list_features)
+  acc = metrics.RankingAccumulator(model_cfg.num_items, k, list_features, keep_top=return_top)
   if layer_inputs is not None and layer_inputs.covers(edit):
     rank = _compiled_resumed(jax.default_backend())
     ranked = (rank(params, batch, hidden, model_cfg=model_cfg, start=layer_inputs.start, k=k,
@@ -174,4 +175,4 @@ def evaluate(
     top = jax.device_get(top)
     check_top(top, batch["valid"])
     acc.add(jax.device_get(per_user), top, batch["valid"])
-  return acc.result()
+  return (acc.result(), acc.top_items()) if return_top else acc.result()

@@ -10,6 +10,10 @@ Novelty@k = mean self-information -log2 p(i) of the listed items under training 
 (p smoothed: (count + 1) / (total + V)); ILD@k (intra-list diversity) = mean over pairs of listed
 items of 1 - cosine similarity of their attribute vectors (an item without attributes is at
 distance 1 from every other); share@k[g] = fraction of listed items that have attribute g.
+
+Comparing two rankings of the same users (an edit against none): `new_item_precision[g]` = of the
+items the edited list holds that the unedited one did not, pooled over users, the fraction that
+have attribute g (NaN where no item is new).
 """
 
 from __future__ import annotations
@@ -72,11 +76,32 @@ class ListFeatures:
             "share": self.attributes[top_items].mean(1)}
 
 
-class RankingAccumulator:
-  """Sums per-user metrics over batches on the host, ignoring padding rows."""
+def new_items(base_top: np.ndarray, top: np.ndarray) -> np.ndarray:
+  """`[U, k]` bool: the items of `top[U, k]` absent from the same user's `base_top[U, k]`."""
+  base_top, top = np.asarray(base_top), np.asarray(top)
+  if base_top.shape[0] != top.shape[0]:
+    raise ValueError(f"new_items: {base_top.shape[0]} unedited lists for {top.shape[0]} edited")
+  return ~(top[:, :, None] == base_top[:, None, :]).any(-1)
 
-  def __init__(self, num_items: int, k: int, list_features: ListFeatures | None = None):
+
+def new_item_precision(base_top: np.ndarray, top: np.ndarray, attributes: np.ndarray) -> np.ndarray:
+  """`[G]` fraction of the new items of `top` (`new_items`, pooled over users) that carry each
+  attribute of `attributes[V, G]`; NaN for every attribute where no item is new."""
+  new = new_items(base_top, top)
+  carried = np.asarray(attributes, bool)[np.asarray(top)[new]]  # [num_new, G]
+  if not len(carried):
+    return np.full(np.asarray(attributes).shape[1], np.nan)
+  return carried.mean(0)
+
+
+class RankingAccumulator:
+  """Sums per-user metrics over batches on the host, ignoring padding rows (and keeps the valid
+  users' top-k lists, in order, when `keep_top`)."""
+
+  def __init__(self, num_items: int, k: int, list_features: ListFeatures | None = None,
+               keep_top: bool = False):
     self.k = k
+    self.tops = [] if keep_top else None
     self.num_items = num_items
     self.list_features = list_features
     self.sums: dict[str, float] = {}
@@ -97,6 +122,14 @@ class RankingAccumulator:
       self.sums[name] = self.sums.get(name, 0.0) + float(values.sum())
     self.count += int(valid.sum())
     self.recommended[top_items.ravel()] = True
+    if self.tops is not None:
+      self.tops.append(top_items)
+
+  def top_items(self) -> np.ndarray:
+    """`[U, k]` the valid users' top-k items in the order added (needs `keep_top`)."""
+    if self.tops is None:
+      raise ValueError("RankingAccumulator(keep_top=False) keeps no lists")
+    return np.concatenate(self.tops) if self.tops else np.zeros((0, self.k), np.int32)
 
   def result(self) -> dict:
     count = max(self.count, 1)

@@ -5,14 +5,22 @@
 * `mode`, `positions`, `error_preserving`, `layer`, `num_users`, `baseline` (metrics without
   edits on the test users, including the share of every attribute in the top 10);
 * `controls`: per attribute, the `promote` and `suppress` SAE controls (`latents`, `weights`)
-  chosen on the selection (SAE) users (`steer.controls`), with their measured gains there;
+  chosen on the selection (SAE) users for gain and selectivity (`steer.controls`), with their
+  measured gains there; `no_control`: the attributes carried by no item of any unedited top 10
+  on the selection users (no control, no slider, swept by no method); `shared_controls`:
+  `{direction: [[name, ...], ...]}` the attributes whose chosen control is the same (measured
+  best for each); `random_latents`: the `random_latent` baseline's latent per attribute;
 * `methods`: per method of `steer.methods.METHODS`, `{"attributes": {name: {"strengths": [...],
   "share@10": [...], "ndcg@10": [...], "hr@10", "mrr@10", "coverage@10", "novelty@10",
-  "ild@10"}}, "unit": ...}` on the test users;
+  "ild@10", "all_shares@10": {attribute: [...]}, "selectivity": [...],
+  "new_item_precision": [...], "baseline_share@10"}}, "unit": ...}` on the test users
+  (`steer.specificity` defines selectivity and new-item precision);
 * `attributes`: the default method's (`sae_effect`) curves, with `latent` (the control's first
   latent) and `latent_auc` as before;
 * `table`: per method and attribute the best share@10 at NDCG@10 >= `min_ndcg_ratio` of the
-  baseline, and per method how many attributes at least double their share there;
+  baseline and the selectivity there, and per method how many attributes at least double their
+  share there (`doubled`) and how many double it with selectivity >= 1 at the same strength
+  (`doubled_and_selective`);
 * `composites`: each composite control of `steer.composites` over `steer.composite_strengths`;
 * `selection`: who chose the controls (users, baseline there).
 
@@ -58,24 +66,42 @@ def run(config, workdir: str | pathlib.Path) -> dict:
   # --- choose the controls on the selection users
   sel_users = evaluate.users(sweeps.selection_evalset(rec.split, s.selection_users, config.seed),
                              sae.layer)
+  sel_base = evaluate(sel_users)
+  with_control, no_control = controls_lib.steerable(evaluate.shares(sel_base), names)
+  if no_control:
+    logging.info("steer: no control for %s (in no unedited top 10 of the %d selection users)",
+                 ", ".join(no_control), sel_base["num_users"])
   candidates = {name: controls_lib.candidate_latents(
                     stats.logit_attribute_effect, stats.tables["selection_latent"]["auc"],
-                    stats.tables["selection_latent"]["corr"], g, num=s.num_candidates)
-                for g, name in enumerate(names) if multi_hot[1:, g].any()}
+                    stats.tables["selection_latent"]["corr"], names.index(name),
+                    num=s.num_candidates) for name in with_control}
+  solved = _solved_controls(stats, multi_hot, rec.split.train.items, with_control, s.num_solved)
   ctx = _context(config, rec, sae, stats, multi_hot, evaluate.score_unit(sel_users))
+  ctx.random_latents = controls_lib.random_latents(
+      stats.tables["selection_latent"]["fire_rate"], with_control, names, config.seed)
   strengths = [float(v) for v in s.strengths]
   chosen, sel_base = sweeps.choose_controls(evaluate, sel_users, candidates, ctx.sae, strengths,
-                                            mode=s.mode, min_ndcg_ratio=s.min_ndcg_ratio)
+                                            mode=s.mode, min_ndcg_ratio=s.min_ndcg_ratio,
+                                            solved=solved, baseline=sel_base)
   ctx.controls = {n: {d: c[d]["control"] for d in c} for n, c in chosen.items()}
+  shared = controls_lib.shared_controls(ctx.controls)
   for name, c in chosen.items():
-    logging.info("steer %s: promote %s (gain %.3f), suppress %s (gain %.3f) on %d selection users",
-                 name, c["promote"]["control"].to_json(), c["promote"]["gain"],
-                 c["suppress"]["control"].to_json(), c["suppress"]["gain"], sel_base["num_users"])
+    logging.info("steer %s: promote %s %s (gain %.3f, selectivity %s), suppress %s %s (gain %.3f, "
+                 "selectivity %s) on %d selection users", name, c["promote"]["kind"],
+                 c["promote"]["control"].to_json(), c["promote"]["gain"],
+                 _g(c["promote"]["selectivity"]), c["suppress"]["kind"],
+                 c["suppress"]["control"].to_json(), c["suppress"]["gain"],
+                 _g(c["suppress"]["selectivity"]), sel_base["num_users"])
+  for direction, groups in shared.items():
+    for group in groups:
+      logging.info("steer: %s share their %s control (measured best for each)",
+                   ", ".join(group), direction)
   # --- every method on the test users
   test_users = evaluate.users(rec.split.test, sae.layer)
-  baseline = evaluate(test_users)
+  baseline, base_top = evaluate.ranked(test_users)
   grids = {m: [float(v) for v in s[spec.grid]] for m, spec in METHODS.items()}
-  methods = sweeps.sweep_methods(evaluate, test_users, ctx, list(candidates), grids)
+  methods = sweeps.sweep_methods(evaluate, test_users, ctx, list(candidates), grids,
+                                 baseline=(baseline, base_top))
   composites = sweeps.sweep_composites(evaluate, test_users, ctx, s.composites,
                                        s.composite_strengths, baseline, s.min_ndcg_ratio)
   results = {
@@ -87,18 +113,46 @@ def run(config, workdir: str | pathlib.Path) -> dict:
                      for name, curves in methods[DEFAULT_METHOD]["attributes"].items()},
       "default_method": DEFAULT_METHOD,
       "controls": {n: {d: c.to_json() for d, c in cs.items()} for n, cs in ctx.controls.items()},
+      "no_control": no_control, "shared_controls": shared, "random_latents": ctx.random_latents,
       "selection": {"num_users": sel_base["num_users"], "baseline": sel_base,
                     "min_ndcg_ratio": s.min_ndcg_ratio,
-                    "gains": {n: {d: {"gain": c[d]["gain"], "candidates": c[d]["candidates"]}
-                                  for d in c} for n, c in chosen.items()}},
+                    "gains": {n: {d: {k: c[d][k] for k in _SELECTION_KEYS} for d in c}
+                              for n, c in chosen.items()}},
       "methods": methods, "table": sweeps.method_table(methods, baseline, s.min_ndcg_ratio),
       "composites": composites}
   results = stage_record.finish(layout.steer, run_, results)
   report.run(config, workdir)
-  for method, row in results["table"]["doubled"].items():
+  table = results["table"]
+  for method, row in table["doubled"].items():
     logging.info("steer: %s doubles the share of %d of %d attributes at NDCG@10 >= %.0f%% of "
-                 "baseline", method, row, len(candidates), 100 * s.min_ndcg_ratio)
+                 "baseline, %d of them with selectivity >= 1", method, row, len(candidates),
+                 100 * s.min_ndcg_ratio, table["doubled_and_selective"][method])
   return results
+
+
+# What `selection.gains[name][direction]` records of each choice (`controls.choose`).
+_SELECTION_KEYS = ("gain", "candidates", "kind", "selectivity", "strength", "candidate_selectivity")
+
+
+def _g(value) -> str:
+  return "n/a" if value is None else f"{value:.2f}"
+
+
+def _solved_controls(stats, multi_hot, train_items, names, num: int) -> dict:
+  """`{name: [Control]}`: the weighted set solved from the logit effects (`controls.
+  solved_control`), items weighted by log(1 + training interactions) so that the items that can
+  reach a top 10 count most; empty where the artefact has no logit effects or `num` < 2."""
+  if stats.logit_effect is None or num < 2:
+    return {}
+  weights = np.log1p(np.bincount(train_items, minlength=len(multi_hot)))
+  out = {}
+  for name in names:
+    control = controls_lib.solved_control(stats.logit_effect, stats.logit_attribute_effect,
+                                          multi_hot, stats.attribute_names.index(name), num=num,
+                                          item_weights=weights)
+    if control is not None:
+      out[name] = [control]
+  return out
 
 
 def _context(config, rec, sae, stats, multi_hot, score_unit: float) -> SteerContext:

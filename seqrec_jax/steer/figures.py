@@ -8,7 +8,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 METHOD_STYLES = {"sae_effect": ("C0", "o"), "sae_auc": ("C1", "s"), "sae_replace": ("C2", "^"),
-                 "dimension": ("C3", "v"), "probe": ("C4", "D"), "rerank": ("k", "x")}
+                 "dimension": ("C3", "v"), "probe": ("C4", "D"), "rerank": ("k", "x"),
+                 "diff_means": ("C5", "P"), "random_latent": ("C7", "*")}
 
 
 def steering_figures(results: dict) -> dict[str, Figure]:
@@ -46,7 +47,9 @@ def curve_figures(results: dict) -> dict[str, Figure]:
 
 def pareto_figure(results: dict) -> Figure:
   """Per attribute: share@10 against the fraction of baseline NDCG@10 kept, one line per method
-  (positive strengths, the unsteered point included); the dashed line marks 80 %."""
+  (positive strengths, the unsteered point included); the dashed line marks 80 %, the dotted one
+  twice the baseline share, and a black ring the selective points (selectivity >= 1: the knob
+  moves its own attribute most there)."""
   base = results["baseline"]
   names = list(results["attributes"])
   cols = 4
@@ -62,10 +65,15 @@ def pareto_figure(results: dict) -> Figure:
       keep = [i for i, st in enumerate(a["strengths"]) if st >= 0]
       kept = np.asarray(a["ndcg@10"])[keep] / max(base["ndcg@10"], 1e-12)
       color, marker = METHOD_STYLES.get(method, (None, "."))
-      ax.plot(kept, np.asarray(a["share@10"])[keep], marker=marker, ms=3, lw=1, color=color,
-              label=method)
+      share = np.asarray(a["share@10"])[keep]
+      ax.plot(kept, share, marker=marker, ms=3, lw=1, color=color, label=method)
+      if "selectivity" in a:
+        selective = np.array([a["selectivity"][i] >= 1.0 for i in keep])
+        ax.scatter(kept[selective], share[selective], s=40, facecolors="none",
+                   edgecolors="k", linewidths=0.8, zorder=3)
     ax.axvline(ratio, color="gray", ls="--", lw=0.8)
     ax.axhline(base["share@10"][name], color="gray", lw=0.5)
+    ax.axhline(2 * base["share@10"][name], color="gray", ls=":", lw=0.8)
     ax.set_title(name, fontsize=9)
     ax.set_xlabel("NDCG@10 kept (fraction of baseline)", fontsize=7)
     ax.set_ylabel("share@10", fontsize=7)
@@ -73,4 +81,5 @@ def pareto_figure(results: dict) -> Figure:
   for ax in axes[len(names):]:
     ax.set_visible(False)
   axes[0].legend(fontsize=6)
+  figure.suptitle("share@10 against NDCG@10 kept; ringed: selectivity >= 1", fontsize=9)
   return figure

@@ -15,6 +15,12 @@ The methods compared by the `steer` stage:
   projected on it.
 * `rerank`: add strength x (a typical user's score standard deviation) to the scores of the
   attribute's items: the direct reference, no model internals. Strength: score std units.
+* `diff_means`: add strength x std along the difference of means at the same layer (the mean
+  hidden state on the attribute's positions minus the mean elsewhere, selection users; unit-
+  normalised). Strength: standard deviations of h projected on it, as for `probe`.
+* `random_latent`: a random latent that fires on the selection users, one per attribute (seeded,
+  `controls.random_latents`), edited like the SAE controls: what an SAE edit does without the
+  choice. Strength: typical activations.
 
 Every form except `sae_replace` leaves the model bit-for-bit unchanged at strength 0: the added
 offset is an exact zero.
@@ -119,6 +125,22 @@ def probe_direction(hidden: np.ndarray, labels: np.ndarray, ridge: float = 1e-3)
   return (w * (x @ w).std()).astype(np.float32)
 
 
+def diff_means_direction(hidden: np.ndarray, labels: np.ndarray) -> np.ndarray:
+  """`[d]` one standard deviation along mu_1 - mu_0, the mean of `hidden[N, d]` where
+  `labels[N]` minus the mean elsewhere (unit-normalised, then scaled so that the projection of h
+  on it moves by one standard deviation); zeros where either class is empty."""
+  x = np.asarray(hidden, np.float64)
+  y = np.asarray(labels, bool)
+  if y.all() or not y.any():
+    return np.zeros(x.shape[1], np.float32)
+  w = x[y].mean(0) - x[~y].mean(0)
+  norm = np.linalg.norm(w)
+  if norm == 0:
+    return np.zeros(x.shape[1], np.float32)
+  w /= norm
+  return (w * (x @ w).std()).astype(np.float32)
+
+
 def score_unit(scores_std_per_user: np.ndarray) -> float:
   """The re-ranking unit: the mean over users of the standard deviation of their item scores."""
   return float(np.mean(scores_std_per_user))
@@ -134,7 +156,8 @@ class SteerContext:
   `controls[name][direction]` are the chosen SAE controls; `selection_auc[M, G]` the latents'
   AUC; `neuron_corr[2d, G]`, `neuron_dimension[2d]`, `neuron_sign[2d]` the signed dimensions'
   correlation and identity; `hidden[N, d]` and `labels[N, G]` the layer's states and attributes
-  at the positions; `score_unit` the re-ranking unit; `multi_hot[V, G]` the items' attributes.
+  at the positions; `score_unit` the re-ranking unit; `multi_hot[V, G]` the items' attributes;
+  `random_latents[name]` the `random_latent` baseline's latent.
   """
 
   layer: str
@@ -152,6 +175,7 @@ class SteerContext:
   mode: str = "add"
   positions: str = "last"
   error_preserving: bool = True
+  random_latents: dict = dataclasses.field(default_factory=dict)
   _probes: dict = dataclasses.field(default_factory=dict, repr=False)
 
   def sae(self, edit_list, error_preserving: bool | None = None) -> Steer:
@@ -166,6 +190,11 @@ class SteerContext:
     if g not in self._probes:
       self._probes[g] = probe_direction(self.hidden, self.labels[:, g])
     return self._probes[g]
+
+  def diff_means(self, g: int) -> np.ndarray:
+    if ("diff_means", g) not in self._probes:
+      self._probes["diff_means", g] = diff_means_direction(self.hidden, self.labels[:, g])
+    return self._probes["diff_means", g]
 
 
 def _sae_effect(ctx: SteerContext, name: str, g: int, strength: float) -> Steer:
@@ -196,6 +225,14 @@ def _rerank(ctx: SteerContext, name: str, g: int, strength: float) -> Steer:
   return rerank_steer(ctx.multi_hot[:, g], strength * ctx.score_unit)
 
 
+def _diff_means(ctx: SteerContext, name: str, g: int, strength: float) -> Steer:
+  return direction_steer(ctx.layer, ctx.diff_means(g), strength, positions=ctx.positions)
+
+
+def _random_latent(ctx: SteerContext, name: str, g: int, strength: float) -> Steer:
+  return ctx.sae(Control.single(ctx.random_latents[name]).edits(strength, ctx.mode))
+
+
 @dataclasses.dataclass(frozen=True)
 class Method:
   """One steering method: its strengths (`config.steer.<grid>`), their unit, and its steer."""
@@ -212,4 +249,7 @@ METHODS = {
     "dimension": Method("direction_strengths", "standard deviations of the dimension", _dimension),
     "probe": Method("direction_strengths", "standard deviations along the probe", _probe),
     "rerank": Method("rerank_strengths", "score standard deviations ({score_unit:.4g})", _rerank),
+    "diff_means": Method("direction_strengths", "standard deviations along the difference of means",
+                         _diff_means),
+    "random_latent": Method("strengths", "typical activations", _random_latent),
 }

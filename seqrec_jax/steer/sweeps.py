@@ -1,9 +1,11 @@
 """Sweeps of steering settings over users: the steer stage's measurements.
 
 An `Evaluator` ranks one user group under a `Steer` (metrics, list features, every attribute's
-top-10 share). `choose_controls` picks each attribute's SAE control on the selection users
-(`controls`); `sweep_methods` measures every method of `methods.METHODS` over its strengths;
-`sweep_composites` the composite controls; `method_table` summarises the sweeps. Long sweeps log
+top-10 share, and on demand the top-10 lists). `choose_controls` picks each attribute's SAE
+control on the selection users (`controls`); `sweep_methods` measures every method of
+`methods.METHODS` over its strengths, with every attribute's share, the knob's selectivity and
+the precision of the items it brings in (`specificity`); `sweep_composites` the composite
+controls; `method_table` summarises the sweeps. Long sweeps log
 progress lines with an ETA (`core.progress`).
 """
 
@@ -18,6 +20,7 @@ from seqrec_jax.core.progress import ProgressLine
 from seqrec_jax.data.splits import EvalSet, make_sequences
 from seqrec_jax.recommender import evaluation, input_pipeline, metrics
 from seqrec_jax.steer import controls as controls_lib
+from seqrec_jax.steer import specificity
 from seqrec_jax.steer.edits import parse_edit
 from seqrec_jax.steer.methods import METHODS, Control, Steer, SteerContext, score_unit
 
@@ -60,6 +63,14 @@ class Evaluator:
                                edit=steer.edit, score_bias=steer.score_bias,
                                list_features=self.list_features, layer_inputs=users.layer_inputs)
 
+  def ranked(self, users: Users, steer: Steer = Steer()) -> tuple[dict, np.ndarray]:
+    """`(metrics, top[U, 10])`: `__call__`'s metrics and every user's top-10 items."""
+    return evaluation.evaluate(self.params, self.model_cfg, users.arrays,
+                               batch_size=users.batch_size, filter_seen=self.filter_seen,
+                               edit=steer.edit, score_bias=steer.score_bias,
+                               list_features=self.list_features, layer_inputs=users.layer_inputs,
+                               return_top=True)
+
   def shares(self, result: dict) -> np.ndarray:
     """`[G]` top-10 share of every attribute in a result."""
     return np.array([result["share@10"][n] for n in self.list_features.attribute_names])
@@ -86,11 +97,16 @@ def selection_evalset(split, max_users: int, seed: int) -> EvalSet:
 
 
 def choose_controls(evaluate: Evaluator, users: Users, candidates: dict[str, list[int]], ctx_sae,
-                    strengths, *, mode: str, min_ndcg_ratio: float) -> tuple[dict, dict]:
+                    strengths, *, mode: str, min_ndcg_ratio: float, solved=None,
+                    baseline: dict | None = None) -> tuple[dict, dict]:
   """`(chosen, baseline)`: each attribute's promote and suppress control chosen on the selection
-  `users` (`controls.choose_all`), and their unsteered metrics."""
-  baseline = evaluate(users)
-  total = sum(len(c) + 1 for c in candidates.values()) * len([v for v in strengths if v])
+  `users` among the single latents `candidates` and the weighted sets `solved`
+  (`{name: [Control]}`) (`controls.choose_all`), and their unsteered metrics (`baseline`, if
+  given, must be `evaluate(users)`)."""
+  baseline = evaluate(users) if baseline is None else baseline
+  solved = solved or {}
+  total = sum(len(c) + 1 + len(solved.get(n, ())) for n, c in candidates.items()) * len(
+      [v for v in strengths if v])
   progress = ProgressLine("steer: choosing controls (sweeps on the selection users)", total)
 
   def sweep(control: Control, strength: float):
@@ -101,13 +117,23 @@ def choose_controls(evaluate: Evaluator, users: Users, candidates: dict[str, lis
   chosen = controls_lib.choose_all(
       sweep, candidates, evaluate.list_features.attribute_names, [v for v in strengths if v],
       base_shares=evaluate.shares(baseline), base_ndcg=baseline["ndcg@10"],
-      min_ndcg_ratio=min_ndcg_ratio)
+      min_ndcg_ratio=min_ndcg_ratio, solved=solved)
   return chosen, baseline
 
 
-def sweep_methods(evaluate: Evaluator, users: Users, ctx: SteerContext, names, grids: dict) -> dict:
-  """`{method: {"unit", "attributes": {name: {"strengths", *CURVE_KEYS}}}}` on `users`."""
+def sweep_methods(evaluate: Evaluator, users: Users, ctx: SteerContext, names, grids: dict,
+                  baseline: tuple[dict, np.ndarray] | None = None) -> dict:
+  """`{method: {"unit", "attributes": {name: {"strengths", *CURVE_KEYS, "all_shares@10",
+  "selectivity", "new_item_precision", "baseline_share@10"}}}}` on `users`.
+
+  `all_shares@10` is `{attribute: [share per strength]}` over every attribute; `selectivity` and
+  `new_item_precision` (None where no item is new) are per strength (`specificity`), against
+  `baseline` (`evaluate.ranked(users)`, computed if not given).
+  """
   all_names = evaluate.list_features.attribute_names
+  base, base_top = evaluate.ranked(users) if baseline is None else baseline
+  base_shares = evaluate.shares(base)
+  attributes = evaluate.list_features.attributes
   progress = ProgressLine("steer: sweeping methods on the test users",
                           sum(len(grids[m]) for m in METHODS) * len(names))
   out = {}
@@ -116,12 +142,22 @@ def sweep_methods(evaluate: Evaluator, users: Users, ctx: SteerContext, names, g
     for name in names:
       g = all_names.index(name)
       curves = {key: [] for key in CURVE_KEYS}
+      shares, selectivity, precision = [], [], []
       for strength in grids[method]:
-        result = evaluate(users, spec.steer(ctx, name, g, strength))
+        result, top = evaluate.ranked(users, spec.steer(ctx, name, g, strength))
         progress.step()
         for key in CURVE_KEYS:
           curves[key].append(result[key][name] if key == "share@10" else result[key])
-      per_attribute[name] = {"strengths": list(grids[method]), **curves}
+        shares.append(evaluate.shares(result))
+        selectivity.append(specificity.selectivity(shares[-1], base_shares, g,
+                                                   int(np.sign(strength))))
+        precision.append(metrics.new_item_precision(base_top, top, attributes[:, g:g + 1])[0])
+      per_attribute[name] = {
+          "strengths": list(grids[method]), **curves,
+          "all_shares@10": {n: [float(row[i]) for row in shares] for i, n in enumerate(all_names)},
+          "selectivity": selectivity,
+          "new_item_precision": specificity.finite_or_none(precision),
+          "baseline_share@10": float(base_shares[g])}
     out[method] = {"unit": spec.unit.format(score_unit=ctx.score_unit),
                    "attributes": per_attribute}
   return out
@@ -172,19 +208,31 @@ def sweep_composites(evaluate: Evaluator, users: Users, ctx: SteerContext, text:
   return out
 
 
+def _doubles(share: float, base: float) -> bool:
+  return share > base and share >= 2 * base
+
+
 def method_table(methods: dict, baseline: dict, min_ndcg_ratio: float) -> dict:
   """Per method and attribute: the best share@10 at a positive strength keeping NDCG@10 at
-  `min_ndcg_ratio` of the baseline or more (None if none does), and how many attributes at
-  least double their baseline share there."""
+  `min_ndcg_ratio` of the baseline or more (None if none does) and the selectivity there; per
+  method how many attributes at least double their baseline share there (`doubled`), and how
+  many double it at a strength where the knob is also selective, selectivity >= 1
+  (`doubled_and_selective`)."""
   floor = min_ndcg_ratio * baseline["ndcg@10"]
-  shares, doubled = {}, {}
+  shares, selectivity, doubled, selective = {}, {}, {}, {}
   for method, m in methods.items():
-    shares[method] = {}
+    shares[method], selectivity[method], selective[method] = {}, {}, 0
     for name, a in m["attributes"].items():
-      ok = [sh for st, sh, nd in zip(a["strengths"], a["share@10"], a["ndcg@10"])
+      base = baseline["share@10"][name]
+      sels = a.get("selectivity", [None] * len(a["strengths"]))
+      ok = [(sh, sel) for st, sh, nd, sel in zip(a["strengths"], a["share@10"], a["ndcg@10"], sels)
             if st > 0 and nd >= floor]
-      shares[method][name] = max(ok) if ok else None
+      best = max(ok, key=lambda p: p[0]) if ok else (None, None)
+      shares[method][name], selectivity[method][name] = best
+      selective[method] += any(_doubles(sh, base) and sel is not None and sel >= 1.0
+                               for sh, sel in ok)
     doubled[method] = sum(
         1 for name, v in shares[method].items()
-        if v is not None and v > baseline["share@10"][name] and v >= 2 * baseline["share@10"][name])
-  return {"min_ndcg_ratio": min_ndcg_ratio, "share_at_min_ndcg": shares, "doubled": doubled}
+        if v is not None and _doubles(v, baseline["share@10"][name]))
+  return {"min_ndcg_ratio": min_ndcg_ratio, "share_at_min_ndcg": shares, "doubled": doubled,
+          "selectivity_at_min_ndcg": selectivity, "doubled_and_selective": selective}

@@ -54,6 +54,8 @@ def test_every_error_preserving_method_at_zero_reproduces_the_baseline_bitwise(s
         methods.direction_steer("blocks_1", methods.probe_direction(hidden, labels), 0.0,
                                 positions=positions),
         methods.rerank_steer(attributes[:, 1], 0.0),
+        methods.direction_steer("blocks_0", methods.diff_means_direction(hidden, labels), 0.0,
+                                positions=positions),
     ]
     for steer in settings:
       assert _evaluate(setup, steer) == baseline
@@ -118,7 +120,7 @@ def _fake_sweep(effects, ndcg_cost):
 def test_choose_prefers_the_largest_gain_that_keeps_ndcg():
   # Latent 1 pushes hardest but costs NDCG fast; latent 2 pushes less but cheaply.
   sweep = _fake_sweep({1: 0.05, 2: 0.02, 3: 0.0}, {1: 0.01, 2: 0.0005, 3: 0.0})
-  out = controls.choose(sweep, [1, 2, 3], 0, [4.0, 8.0, 16.0, 32.0], base_share=0.1,
+  out = controls.choose(sweep, [1, 2, 3], 0, [4.0, 8.0, 16.0, 32.0], base_shares=[0.1],
                         base_ndcg=0.1, direction=1, min_ndcg_ratio=0.8)
   # Latent 1 keeps 80 % NDCG only up to strength 2 (none of the sweep's); latent 2 at 32: +0.64.
   assert out["candidates"][1] == -np.inf and out["candidates"][2] == pytest.approx(0.64)
@@ -127,8 +129,8 @@ def test_choose_prefers_the_largest_gain_that_keeps_ndcg():
 
 def test_choose_suppression_uses_negative_strengths():
   sweep = _fake_sweep({1: 0.002, 2: 0.01}, {1: 0.0, 2: 0.0})
-  out = controls.choose(sweep, [1, 2], 0, [-8.0, -4.0, 4.0, 8.0], base_share=0.1, base_ndcg=0.1,
-                        direction=-1)
+  out = controls.choose(sweep, [1, 2], 0, [-8.0, -4.0, 4.0, 8.0], base_shares=[0.1],
+                        base_ndcg=0.1, direction=-1)
   assert out["candidates"] == {1: pytest.approx(0.016), 2: pytest.approx(0.08)}
   # The two together, weighted by their gains (1 and 0.2), push a little further than 2 alone.
   assert out["control"] == Control((2, 1), (1.0, pytest.approx(0.2)))
