@@ -112,7 +112,6 @@ def get_config() -> ml_collections.ConfigDict:
   c.steer.strengths = (-32.0, -16.0, -8.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0)
   c.steer.selection_users = 256  # at most this many SAE users choose each attribute's control
   c.steer.num_candidates = 3  # latents per attribute swept, ranked by logit effect (+ AUC, corr)
-  c.steer.num_solved = 8  # top latents by logit effect a weighted control is solved over (<2: none)
   c.steer.min_ndcg_ratio = 0.8  # a control's gain counts where NDCG@10 keeps this share
   c.steer.direction_strengths = (-8.0, -4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0, 8.0)  # std units
   c.steer.rerank_strengths = (-4.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 4.0)  # score stds

@@ -75,7 +75,7 @@ def run(config, workdir: str | pathlib.Path) -> dict:
                     stats.logit_attribute_effect, stats.tables["selection_latent"]["auc"],
                     stats.tables["selection_latent"]["corr"], names.index(name),
                     num=s.num_candidates) for name in with_control}
-  solved = _solved_controls(stats, multi_hot, rec.split.train.items, with_control, s.num_solved)
+  solved = _solved_controls(stats, multi_hot, rec.split.train.items, with_control)
   ctx = _context(config, rec, sae, stats, multi_hot, evaluate.score_unit(sel_users))
   ctx.random_latents = controls_lib.random_latents(
       stats.tables["selection_latent"]["fire_rate"], with_control, names, config.seed)
@@ -138,17 +138,18 @@ def _g(value) -> str:
   return "n/a" if value is None else f"{value:.2f}"
 
 
-def _solved_controls(stats, multi_hot, train_items, names, num: int) -> dict:
-  """`{name: [Control]}`: the weighted set solved from the logit effects (`controls.
-  solved_control`), items weighted by log(1 + training interactions) so that the items that can
-  reach a top 10 count most; empty where the artefact has no logit effects or `num` < 2."""
-  if stats.logit_effect is None or num < 2:
+def _solved_controls(stats, multi_hot, train_items, names) -> dict:
+  """`{name: [Control]}`: the weighted set over the `controls.SOLVED_LATENTS` latents lifting
+  each attribute most, solved from the logit effects (`controls.solved_control`), items weighted
+  by log(1 + training interactions) so that the items that can reach a top 10 count most; empty
+  where the artefact has no logit effects."""
+  if stats.logit_effect is None:
     return {}
   weights = np.log1p(np.bincount(train_items, minlength=len(multi_hot)))
   out = {}
   for name in names:
     control = controls_lib.solved_control(stats.logit_effect, stats.logit_attribute_effect,
-                                          multi_hot, stats.attribute_names.index(name), num=num,
+                                          multi_hot, stats.attribute_names.index(name),
                                           item_weights=weights)
     if control is not None:
       out[name] = [control]

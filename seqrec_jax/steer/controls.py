@@ -39,6 +39,10 @@ from scipy import optimize
 from seqrec_jax.steer import specificity
 from seqrec_jax.steer.methods import Control
 
+# Latents (the top by logit effect) a weighted control is solved over. A constant, not a config
+# field: steer records written before it existed stay current.
+SOLVED_LATENTS = 8
+
 # (control, signed strength) -> (share of each attribute in the top 10 [G], NDCG@10)
 SweepFn = Callable[[Control, float], tuple[np.ndarray, float]]
 
@@ -63,7 +67,7 @@ def candidate_latents(attribute_effect: np.ndarray, selection_auc: np.ndarray,
 
 
 def solved_control(logit_effect: np.ndarray, attribute_effect: np.ndarray, attributes: np.ndarray,
-                   g: int, num: int = 8, item_weights: np.ndarray | None = None) -> Control | None:
+                   g: int, num: int = SOLVED_LATENTS, item_weights: np.ndarray | None = None) -> Control | None:
   """A nonnegative weighted set of the `num` latents lifting attribute g most, solved so that
   their combined logit effect matches g's items lifted over every other item.
 
