@@ -82,87 +82,91 @@ class _DeadlineReader(io.RawIOBase):
       self.sock.settimeout(self.seconds)  # writes: `seconds` per send
 
 
+class ExplorerHandler(BaseHTTPRequestHandler):
+  """Answers the routes of one `Explorer` (`explorer`, set by `make_handler`)."""
+
+  explorer: Explorer
+  server_version = "seqrec_jax-explorer"
+  protocol_version = "HTTP/1.1"
+
+  def setup(self):
+    self.timeout = self.server.request_timeout
+    super().setup()
+    self.rfile.close()
+    self._reader = _DeadlineReader(self.connection, self.timeout)
+    self.rfile = io.BufferedReader(self._reader)
+
+  def handle_one_request(self):
+    self._reader.restart()
+    super().handle_one_request()
+
+  def log_message(self, format, *args):
+    logging.debug("%s %s", self.address_string(), format % args)
+
+  def _send(self, status: int, body: bytes, content_type: str, seconds: float | None = None):
+    self.send_response(status)
+    self.send_header("Content-Type", content_type)
+    self.send_header("Content-Length", str(len(body)))
+    self.send_header("Cache-Control", "no-store")
+    for name, value in SECURITY_HEADERS.items():
+      self.send_header(name, value)
+    if seconds is not None:
+      self.send_header("Server-Timing", f"app;dur={seconds * 1e3:.2f}")
+    if self.server.waiting():  # others wait for a worker: this one moves on
+      self.send_header("Connection", "close")
+    self.end_headers()
+    if self.command != "HEAD":
+      self.wfile.write(body)
+
+  def _json(self, status: int, payload: dict, seconds: float | None = None):
+    self._send(status, json.dumps(payload, allow_nan=False).encode(), "application/json",
+               seconds)
+
+  def do_GET(self):
+    url = urllib.parse.urlsplit(self.path)
+    try:
+      if not self.server.host_allowed(self.headers.get("Host")):
+        self._json(403, {"error": f"host {self.headers.get('Host')!r} is not served here; "
+                                  f"open {self.server.url}/"})
+      elif url.path.startswith("/api/"):
+        self._api(url.path[len("/api/"):], urllib.parse.parse_qs(url.query))
+      elif url.path in ("/", "/index.html"):
+        self._static("index.html")
+      elif url.path.startswith("/static/"):
+        self._static(url.path[len("/static/"):])
+      else:
+        self._json(404, {"error": f"no page {url.path}"})
+    except (BrokenPipeError, ConnectionResetError, TimeoutError):
+      self.close_connection = True  # the browser went away (e.g. a slider moved on)
+
+  do_HEAD = do_GET  # `_send` leaves the body out
+
+  def _api(self, route: str, query: dict):
+    if route not in ROUTES:
+      self._json(404, {"error": f"unknown API route {route!r}; routes: {', '.join(ROUTES)}"})
+      return
+    start = time.perf_counter()
+    try:
+      self.explorer.check_current()  # 409 once a stage was redone since load
+      payload, status = getattr(self.explorer, route)(query), 200
+    except ApiError as e:
+      payload, status = {"error": str(e)}, e.status
+    except Exception as e:  # noqa: BLE001 (one failing request must not stop the server)
+      logging.error("explorer: %s failed:\n%s", self.path, traceback.format_exc())
+      payload, status = {"error": " ".join(f"internal error: {type(e).__name__}: {e}".split())}, 500
+    self._json(status, payload, time.perf_counter() - start)
+
+  def _static(self, name: str):
+    path = (STATIC_DIR / name).resolve()
+    if path.parent != STATIC_DIR.resolve() or not path.is_file() or path.suffix not in STATIC_TYPES:
+      self._json(404, {"error": f"no static file {name!r}"})
+      return
+    self._send(200, path.read_bytes(), STATIC_TYPES[path.suffix])
+
+
 def make_handler(explorer: Explorer) -> type[BaseHTTPRequestHandler]:
   """A request handler class bound to `explorer`."""
-
-  class Handler(BaseHTTPRequestHandler):
-    server_version = "seqrec_jax-explorer"
-    protocol_version = "HTTP/1.1"
-
-    def setup(self):
-      self.timeout = self.server.request_timeout
-      super().setup()
-      self.rfile.close()
-      self._reader = _DeadlineReader(self.connection, self.timeout)
-      self.rfile = io.BufferedReader(self._reader)
-
-    def handle_one_request(self):
-      self._reader.restart()
-      super().handle_one_request()
-
-    def log_message(self, format, *args):
-      logging.debug("%s %s", self.address_string(), format % args)
-
-    def _send(self, status: int, body: bytes, content_type: str, seconds: float | None = None):
-      self.send_response(status)
-      self.send_header("Content-Type", content_type)
-      self.send_header("Content-Length", str(len(body)))
-      self.send_header("Cache-Control", "no-store")
-      for name, value in SECURITY_HEADERS.items():
-        self.send_header(name, value)
-      if seconds is not None:
-        self.send_header("Server-Timing", f"app;dur={seconds * 1e3:.2f}")
-      if self.server.waiting():  # others wait for a worker: this one moves on
-        self.send_header("Connection", "close")
-      self.end_headers()
-      if self.command != "HEAD":
-        self.wfile.write(body)
-
-    def _json(self, status: int, payload: dict, seconds: float | None = None):
-      self._send(status, json.dumps(payload, allow_nan=False).encode(), "application/json",
-                 seconds)
-
-    def do_GET(self):
-      url = urllib.parse.urlsplit(self.path)
-      try:
-        if not self.server.host_allowed(self.headers.get("Host")):
-          self._json(403, {"error": f"host {self.headers.get('Host')!r} is not served here; "
-                                    f"open {self.server.url}/"})
-        elif url.path.startswith("/api/"):
-          self._api(url.path[len("/api/"):], urllib.parse.parse_qs(url.query))
-        elif url.path in ("/", "/index.html"):
-          self._static("index.html")
-        elif url.path.startswith("/static/"):
-          self._static(url.path[len("/static/"):])
-        else:
-          self._json(404, {"error": f"no page {url.path}"})
-      except (BrokenPipeError, ConnectionResetError, TimeoutError):
-        self.close_connection = True  # the browser went away (e.g. a slider moved on)
-
-    do_HEAD = do_GET  # `_send` leaves the body out
-
-    def _api(self, route: str, query: dict):
-      if route not in ROUTES:
-        self._json(404, {"error": f"unknown API route {route!r}; routes: {', '.join(ROUTES)}"})
-        return
-      start = time.perf_counter()
-      try:
-        payload, status = getattr(explorer, route)(query), 200
-      except ApiError as e:
-        payload, status = {"error": str(e)}, e.status
-      except Exception as e:  # noqa: BLE001 (one failing request must not stop the server)
-        logging.error("explorer: %s failed:\n%s", self.path, traceback.format_exc())
-        payload, status = {"error": " ".join(f"internal error: {type(e).__name__}: {e}".split())}, 500
-      self._json(status, payload, time.perf_counter() - start)
-
-    def _static(self, name: str):
-      path = (STATIC_DIR / name).resolve()
-      if path.parent != STATIC_DIR.resolve() or not path.is_file() or path.suffix not in STATIC_TYPES:
-        self._json(404, {"error": f"no static file {name!r}"})
-        return
-      self._send(200, path.read_bytes(), STATIC_TYPES[path.suffix])
-
-  return Handler
+  return type("Handler", (ExplorerHandler,), {"explorer": explorer})
 
 
 def allowed_hosts(host: str) -> tuple[set[str], bool]:
