@@ -34,6 +34,7 @@ from seqrec_jax.core import distributed, stage_record
 from seqrec_jax.core.checkpoints import Checkpointer
 from seqrec_jax.core.errors import DataError
 from seqrec_jax.core.files import read_json, write_atomic, write_json
+from seqrec_jax import data as data_lib
 from seqrec_jax.data import splits
 from seqrec_jax.recommender import activations as acts_lib
 from seqrec_jax.recommender import train as rec_train
@@ -349,7 +350,8 @@ def load_sae(layout: Layout) -> SAE:
 # named in `_SINGLE_ARRAYS`. Groups are matched longest first ("selection_latent_auc").
 _STAT_GROUPS = ("selection_latent", "selection_neuron", "latent", "neuron")
 _SINGLE_ARRAYS = ("typical_activation", "attribute_names", "latent_monosemanticity",
-                  "neuron_monosemanticity", "logit_attribute_effect", "logit_effect")
+                  "neuron_monosemanticity", "logit_attribute_effect", "logit_effect",
+                  "attribute_multi_hot")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -365,6 +367,9 @@ class Statistics:
   neuron_monosemanticity: np.ndarray  # [2d]
   logit_attribute_effect: np.ndarray  # [M, G]
   logit_effect: np.ndarray | None = None  # [M, V] float16
+  # [V, G] bool: the items' attributes the statistics were computed for (the dataset's own and
+  # the derived families); None in workdirs from before derived families (the dataset's own).
+  attribute_multi_hot: np.ndarray | None = None
 
   def arrays(self) -> dict[str, np.ndarray]:
     out = {f"{group}_{name}": np.asarray(v) for group, table in self.tables.items()
@@ -389,6 +394,7 @@ class Statistics:
       tables[group][key[len(group) + 1:]] = value
     single["attribute_names"] = [str(n) for n in single["attribute_names"]]
     single.setdefault("logit_effect", None)
+    single.setdefault("attribute_multi_hot", None)
     return cls(tables=tables, **single)
 
 
@@ -407,6 +413,24 @@ def save_interpretation(layout: Layout, statistics: Statistics, dashboards: dict
   if distributed.is_main_process():
     write_atomic(layout.statistics, lambda f: np.savez(f, **statistics.arrays()))
     write_json(layout.dashboards, {"num_latents": len(dashboards), "latents": dashboards})
+
+
+def with_attributes(rec: Recommender, attributes) -> Recommender:
+  """`rec` whose dataset carries `attributes` (a `data.ItemAttributes`) instead of its own."""
+  return dataclasses.replace(rec, dataset=dataclasses.replace(rec.dataset, attributes=attributes))
+
+
+def interpreted(rec: Recommender, interpretation: Interpretation) -> Recommender:
+  """`rec` with the attributes its interpretation was computed for (genres and the derived
+  families: `popularity:*`, `decade:*`), as the steer stage and the explorer use them."""
+  stats = interpretation.statistics
+  if stats.attribute_multi_hot is None:
+    return rec
+  attributes = rec.dataset.attributes
+  return with_attributes(rec, data_lib.ItemAttributes(
+      np.asarray(stats.attribute_multi_hot, bool), tuple(stats.attribute_names),
+      attributes.titles if attributes is not None else rec.dataset.interactions.item_ids,
+      getattr(attributes, "release_years", None)))
 
 
 def remember_interpretation(layout: Layout, interpretation: Interpretation) -> Interpretation:
@@ -478,6 +502,7 @@ def load_steerer(config, workdir) -> Steerer:
   layout = Layout.of(workdir, config)
   rec, sae = load_recommender(layout), load_sae(layout)
   interpretation = load_interpretation(layout)
+  rec = interpreted(rec, interpretation)
   s = config.steer
   settings = {"mode": s.mode, "positions": s.positions,
               "error_preserving": bool(s.error_preserving)}

@@ -95,6 +95,12 @@ def get_config() -> ml_collections.ConfigDict:
   
   c.interpret = ml_collections.ConfigDict()
   c.interpret.label_position = "item"  # item (the paper: the item at the position) | next_item
+  # Attribute families derived from the data beside the dataset's own (genres), data.derived:
+  # "popularity" (popularity:head / popularity:tail) and "decade" (decade:1990s, ... where the
+  # data has release years); "" for none. Interpreted and steered like the genres.
+  c.interpret.attribute_families = "popularity,decade"
+  c.interpret.popularity_share = 0.2  # head / tail: the most / least interacted items holding
+  # this share of the training interactions each
   c.interpret.min_label_corr = 0.1  # a latent is labelled with its best-correlated attribute if
   # that correlation is >= this (else it stays unlabelled)
   c.interpret.min_auc = 0.9  # a labelled latent is monosemantic if its label has AUC >= this ...

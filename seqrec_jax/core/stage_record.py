@@ -49,7 +49,8 @@ RECORD = "stage.json"
 
 # Settings added after records were first written, each with the value that reproduces what ran
 # before it existed: a record without the key matches that value (and only that value).
-ADDED_SETTINGS = {"model.scale_embeddings": False, "train.item_optimizer": "dense"}
+ADDED_SETTINGS = {"model.scale_embeddings": False, "train.item_optimizer": "dense",
+                  "interpret.attribute_families": "", "interpret.popularity_share": 0.2}
 
 
 class StageMismatchError(ValueError):

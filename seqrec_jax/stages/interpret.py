@@ -32,6 +32,8 @@ from absl import logging
 from seqrec_jax import interpret
 from seqrec_jax import workdir as workdir_lib
 from seqrec_jax.core import stage_record
+from seqrec_jax.data import derived
+from seqrec_jax.data.containers import ItemAttributes
 from seqrec_jax.data.splits import EvalSet
 from seqrec_jax.interpret import dashboards, heldout
 from seqrec_jax.recommender import train as rec_train
@@ -76,8 +78,10 @@ def run(config, workdir: str | pathlib.Path) -> dict:
   if run_.results is not None:  # finished with these settings: skipped
     return run_.results
   rec, sae = workdir_lib.load_recommender(layout), workdir_lib.load_sae(layout)
-  if rec.dataset.attributes is None or not rec.dataset.attributes.names:
-    raise ValueError(f"dataset {rec.dataset.name} has no item attributes to interpret latents with")
+  rec = workdir_lib.with_attributes(rec, _attributes(config, rec))
+  if not rec.dataset.attributes.names:
+    raise ValueError(f"dataset {rec.dataset.name} has no item attributes to interpret latents with "
+                     "(and interpret.attribute_families adds none)")
   test, selection = _positions(config, rec, sae, "test"), _positions(config, rec, sae, "selection")
   logging.info("interpret: %d test positions, %d latents, %d dimensions, %d attributes",
                len(test.acts), test.latents.shape[1], test.hidden.shape[1], test.labels.shape[1])
@@ -94,6 +98,21 @@ def run(config, workdir: str | pathlib.Path) -> dict:
   report.run(config, workdir)
   _log_summary(results)
   return results
+
+
+def _attributes(config, rec):
+  """The dataset's attributes (genres) followed by the derived families of
+  `interpret.attribute_families` (`popularity:head`/`tail` from the training counts, `decade:*`
+  where the data has release years; `data.derived`)."""
+  own = rec.dataset.attributes
+  if own is None:
+    own = ItemAttributes(np.zeros((rec.dataset.interactions.num_items, 0), bool), (),
+                         rec.dataset.interactions.item_ids)
+  cfg = config.interpret
+  families = [f.strip() for f in cfg.get("attribute_families", "").split(",") if f.strip()]
+  counts = derived.train_item_counts(rec.split, rec.dataset.interactions.num_items)
+  return derived.with_derived_attributes(own, counts, families=families,
+                                         popularity_share=cfg.get("popularity_share", 0.2))
 
 
 def _statistics(config, rec, sae, test: _Positions, sel: _Positions) -> workdir_lib.Statistics:
@@ -119,7 +138,8 @@ def _statistics(config, rec, sae, test: _Positions, sel: _Positions) -> workdir_
       neuron_monosemanticity=heldout.monosemanticity(tables["neuron"]["corr"]),
       logit_attribute_effect=effects.attribute_effect(
           logit_effect, rec.dataset.attributes.multi_hot).astype(np.float32),
-      logit_effect=logit_effect.astype(np.float16))
+      logit_effect=logit_effect.astype(np.float16),
+      attribute_multi_hot=np.asarray(rec.dataset.attributes.multi_hot, bool))
 
 
 def _results(config, rec, sae, test: _Positions, sel: _Positions, stats) -> tuple[dict, dict, dict]:

@@ -56,6 +56,7 @@ def run(config, workdir: str | pathlib.Path) -> dict:
     return run_.results
   rec, sae = workdir_lib.load_recommender(layout), workdir_lib.load_sae(layout)
   interpretation = workdir_lib.load_interpretation(layout)
+  rec = workdir_lib.interpreted(rec, interpretation)  # genres and the derived families
   s, stats = config.steer, interpretation.statistics
   names = stats.attribute_names
   multi_hot = np.asarray(rec.dataset.attributes.multi_hot) > 0
