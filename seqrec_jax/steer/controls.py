@@ -112,9 +112,11 @@ def operating_point(shares: np.ndarray, ndcgs: Sequence[float], strengths: Seque
   where it is not positive); `max_gain` the largest gain whatever the selectivity (-inf, and a
   score of (0, -inf), when no strength of the direction keeps NDCG@10).
   """
-  shares = np.asarray(shares, np.float64).reshape(len(strengths), -1)
   best = {"score": (0, -np.inf), "gain": -np.inf, "selectivity": None, "strength": None,
           "max_gain": -np.inf}
+  if not len(strengths):
+    return best
+  shares = np.asarray(shares, np.float64).reshape(len(strengths), -1)
   for row, ndcg, strength in zip(shares, ndcgs, strengths):
     if np.sign(strength) != direction or ndcg < min_ndcg_ratio * base_ndcg:
       continue
@@ -167,8 +169,8 @@ def choose(sweep: SweepFn, candidates: Sequence[int], g: int, strengths: Sequenc
     if control in curves:
       return
     results = [sweep(control, s) for s in signed]
-    curves[control] = (np.array([np.asarray(r[0], np.float64) for r in results]),
-                       [r[1] for r in results])
+    curves[control] = (np.array([np.asarray(r[0], np.float64) for r in results]).reshape(
+        len(results), len(base_shares)), [r[1] for r in results])
     points[control] = operating_point(*curves[control], signed, g, base_shares=base_shares,
                                       base_ndcg=base_ndcg, direction=direction,
                                       min_ndcg_ratio=min_ndcg_ratio)

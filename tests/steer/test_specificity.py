@@ -247,3 +247,11 @@ def test_diff_means_direction_points_from_the_rest_to_the_attribute():
   np.testing.assert_allclose(w / np.linalg.norm(w), mu / np.linalg.norm(mu), rtol=1e-5, atol=1e-6)
   assert float((hidden @ w).std()) == pytest.approx(float(np.linalg.norm(w)) ** 2, rel=1e-5)
   assert not methods.diff_means_direction(hidden, np.ones(2000, bool)).any()
+
+
+def test_a_direction_without_strengths_falls_back_to_the_first_candidate():
+  sweep = _planted_sweep({1: (0.02, 0.03), 2: (0.01, 0.0)})
+  out = controls.choose(sweep, [1, 2], 0, [4.0], base_shares=[0.1, 0.05], base_ndcg=0.1,
+                        direction=-1)
+  assert out["control"] == Control.single(1) and out["gain"] == -np.inf
+  assert out["selectivity"] is None
