@@ -17,7 +17,7 @@ Each candidate is swept over the positive strengths (to promote g) and over the 
 among the strengths of that sign keeping NDCG@10 at least `min_ndcg_ratio` of the unsteered
 value, the largest change of g's top-10 share in the wanted direction (its *gain*) at a strength
 where the knob is selective (`specificity.selectivity` >= 1: it moves g more, relatively, than
-any other attribute). A candidate with a selective operating point beats every candidate without
+any other attribute of its family). A candidate with a selective operating point beats every candidate without
 one; among those without, the score is gain x selectivity (clipped to [0, 1]), so gain alone never
 decides. Where no candidate keeps NDCG@10 high enough, the one with the largest gain per unit of
 NDCG@10 lost at the smallest strength wins.
@@ -102,9 +102,9 @@ def solved_control(logit_effect: np.ndarray, attribute_effect: np.ndarray, attri
 
 def operating_point(shares: np.ndarray, ndcgs: Sequence[float], strengths: Sequence[float], g: int,
                     *, base_shares: np.ndarray, base_ndcg: float, direction: int,
-                    min_ndcg_ratio: float) -> dict:
+                    min_ndcg_ratio: float, peers: np.ndarray | None = None) -> dict:
   """A swept candidate's score (module docstring) from `shares[S, G]`, `ndcgs[S]` at the
-  `strengths[S]`.
+  `strengths[S]`; `peers[G]` the attributes selectivity compares g with (default all others).
 
   Returns `{"score": (selective, value), "gain", "selectivity", "strength", "max_gain"}`:
   `selective` 1 when some eligible strength has selectivity >= 1 (then `value` is the largest
@@ -121,7 +121,7 @@ def operating_point(shares: np.ndarray, ndcgs: Sequence[float], strengths: Seque
     if np.sign(strength) != direction or ndcg < min_ndcg_ratio * base_ndcg:
       continue
     gained = float(direction * (row[g] - base_shares[g]))
-    sel = specificity.selectivity(row, base_shares, g, direction)
+    sel = specificity.selectivity(row, base_shares, g, direction, peers=peers)
     selective = int(sel >= 1.0 and gained > 0)
     value = gained if selective or gained <= 0 else gained * min(max(sel, 0.0), 1.0)
     best["max_gain"] = max(best["max_gain"], gained)
@@ -152,11 +152,13 @@ def _fallback_score(shares, ndcgs, strengths, base_share, base_ndcg, direction) 
 
 def choose(sweep: SweepFn, candidates: Sequence[int], g: int, strengths: Sequence[float], *,
            base_shares: np.ndarray, base_ndcg: float, direction: int,
-           min_ndcg_ratio: float = 0.8, solved: Sequence[Control] = ()) -> dict:
+           min_ndcg_ratio: float = 0.8, solved: Sequence[Control] = (),
+           peers: np.ndarray | None = None) -> dict:
   """The control for attribute g in one direction (+1 promote, -1 suppress).
 
   `candidates` are single latents, `solved` weighted sets (`solved_control`); `base_shares[G]`
-  the unedited top-10 shares of every attribute. Returns `{"control": Control, "kind": "single" |
+  the unedited top-10 shares of every attribute, `peers[G]` those selectivity compares g with
+  (`specificity.peer_mask(names)[g]`; default every other attribute). Returns `{"control": Control, "kind": "single" |
   "solved" | "pair", "gain": float, "selectivity": float | None, "strength": float | None,
   "candidates": {latent: gain}, "candidate_selectivity": {latent: selectivity}}`: the chosen
   control's operating point and every single latent's (measured on the selection users).
@@ -173,7 +175,7 @@ def choose(sweep: SweepFn, candidates: Sequence[int], g: int, strengths: Sequenc
         len(results), len(base_shares)), [r[1] for r in results])
     points[control] = operating_point(*curves[control], signed, g, base_shares=base_shares,
                                       base_ndcg=base_ndcg, direction=direction,
-                                      min_ndcg_ratio=min_ndcg_ratio)
+                                      min_ndcg_ratio=min_ndcg_ratio, peers=peers)
     kinds[control] = kind
 
   for latent in candidates:
@@ -202,14 +204,16 @@ def choose_all(sweep: SweepFn, candidates: Mapping[str, Sequence[int]], names: S
                strengths: Sequence[float], *, base_shares: np.ndarray, base_ndcg: float,
                min_ndcg_ratio: float = 0.8,
                solved: Mapping[str, Sequence[Control]] | None = None) -> dict[str, dict]:
-  """`{name: {"promote": choice, "suppress": choice}}` for every attribute in `candidates`."""
+  """`{name: {"promote": choice, "suppress": choice}}` for every attribute in `candidates`;
+  selectivity compares each attribute with the others of its family (`specificity.peer_mask`)."""
   out = {}
+  peers = specificity.peer_mask(names)
   for name, latents in candidates.items():
     g = list(names).index(name)
     out[name] = {direction_name: choose(sweep, latents, g, strengths, base_shares=base_shares,
                                         base_ndcg=base_ndcg, direction=direction,
                                         min_ndcg_ratio=min_ndcg_ratio,
-                                        solved=(solved or {}).get(name, ()))
+                                        solved=(solved or {}).get(name, ()), peers=peers[g])
                  for direction_name, direction in (("promote", 1), ("suppress", -1))}
   return out
 

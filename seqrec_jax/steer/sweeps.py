@@ -127,13 +127,14 @@ def sweep_methods(evaluate: Evaluator, users: Users, ctx: SteerContext, names, g
   "selectivity", "new_item_precision", "baseline_share@10"}}}}` on `users`.
 
   `all_shares@10` is `{attribute: [share per strength]}` over every attribute; `selectivity` and
-  `new_item_precision` (None where no item is new) are per strength (`specificity`), against
-  `baseline` (`evaluate.ranked(users)`, computed if not given).
+  `new_item_precision` (None where no item is new) are per strength (`specificity`; selectivity
+  against the other attributes of the target's family), against `baseline` (`evaluate.ranked(users)`, computed if not given).
   """
   all_names = evaluate.list_features.attribute_names
   base, base_top = evaluate.ranked(users) if baseline is None else baseline
   base_shares = evaluate.shares(base)
   attributes = evaluate.list_features.attributes
+  peers = specificity.peer_mask(all_names)
   progress = ProgressLine("steer: sweeping methods on the test users",
                           sum(len(grids[m]) for m in METHODS) * len(names))
   out = {}
@@ -150,7 +151,7 @@ def sweep_methods(evaluate: Evaluator, users: Users, ctx: SteerContext, names, g
           curves[key].append(result[key][name] if key == "share@10" else result[key])
         shares.append(evaluate.shares(result))
         selectivity.append(specificity.selectivity(shares[-1], base_shares, g,
-                                                   int(np.sign(strength))))
+                                                   int(np.sign(strength)), peers=peers[g]))
         precision.append(metrics.new_item_precision(base_top, top, attributes[:, g:g + 1])[0])
       per_attribute[name] = {
           "strengths": list(grids[method]), **curves,

@@ -42,6 +42,27 @@ def test_selectivity_on_a_hand_made_case():
   assert got[1] == 0.0  # at -2 nothing moves: not selective
 
 
+def test_selectivity_compares_an_attribute_with_its_own_family():
+  names = ["Action", "Sci-Fi", "decade:1970s", "decade:1990s", "popularity:head",
+           "popularity:tail"]
+  peers = specificity.peer_mask(names)
+  assert list(peers[1]) == [True, False, False, False, False, False]
+  assert list(peers[2]) == [False, False, False, True, False, False]
+  assert list(peers[5]) == [False, False, False, False, True, False]
+  base = np.array([0.2, 0.1, 0.0, 0.6, 0.7, 0.05])
+  # The Sci-Fi knob brings in 1970s films: Sci-Fi gains 0.1 / 0.2, the 1970s 0.1 / 0.1.
+  shares = np.array([0.2, 0.2, 0.1, 0.5, 0.7, 0.05])
+  assert specificity.selectivity(shares, base, 1, peers=peers[1]) == pytest.approx(
+      0.5 / specificity.MIN_GAIN)  # no other genre moved
+  assert specificity.selectivity(shares, base, 1) == pytest.approx(0.5)  # against every attribute
+  all_shares = {n: [v] for n, v in zip(names, shares)}
+  assert specificity.selectivities(all_shares, dict(zip(names, base)), "Sci-Fi", [4.0]) == [
+      pytest.approx(0.5 / specificity.MIN_GAIN)]
+  # The 1970s did move most among the decades.
+  assert specificity.selectivity(shares, base, 2, peers=peers[2]) == pytest.approx(
+      1.0 / specificity.MIN_GAIN)
+
+
 def test_new_item_precision_on_a_hand_made_case():
   attributes = np.zeros((8, 2), bool)
   attributes[7, 0] = True
@@ -119,7 +140,8 @@ def test_sweeps_record_every_share_selectivity_and_new_item_precision(setup):
     for i, strength in enumerate(a["strengths"]):
       row = np.array([a["all_shares@10"][n][i] for n in "abc"])
       assert a["selectivity"][i] == pytest.approx(specificity.selectivity(
-          row, evaluate.shares(base), 1, int(np.sign(strength))))
+          row, evaluate.shares(base), 1, int(np.sign(strength)),
+          peers=specificity.peer_mask(list("abc"))[1]))
     if method != "sae_replace":  # the others leave the lists unchanged at strength 0
       assert a["all_shares@10"]["a"][0] == base["share@10"]["a"]
       assert a["new_item_precision"][0] is None and a["selectivity"][0] == 0.0
