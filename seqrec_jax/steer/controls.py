@@ -17,10 +17,10 @@ Each candidate is swept over the positive strengths (to promote g) and over the 
 among the strengths of that sign keeping NDCG@10 at least `min_ndcg_ratio` of the unsteered
 value, the largest change of g's top-10 share in the wanted direction (its *gain*) at a strength
 where the knob is selective (`specificity.selectivity` >= 1: it moves g more, relatively, than
-any other attribute of its family). A candidate with a selective operating point beats every candidate without
-one; among those without, the score is gain x selectivity (clipped to [0, 1]), so gain alone never
-decides. Where no candidate keeps NDCG@10 high enough, the one with the largest gain per unit of
-NDCG@10 lost at the smallest strength wins.
+any other attribute of its family). A candidate with a selective operating point beats every
+candidate without one; among those without, the score is gain x selectivity (clipped to [0, 1]),
+so gain alone never decides. Where no candidate keeps NDCG@10 high enough, the one with the
+largest gain per unit of NDCG@10 lost at the smallest strength wins.
 
 Attributes are chosen independently, so two attributes share a control only when the same
 control is measured best for both (`shared_controls` names them).
@@ -67,7 +67,8 @@ def candidate_latents(attribute_effect: np.ndarray, selection_auc: np.ndarray,
 
 
 def solved_control(logit_effect: np.ndarray, attribute_effect: np.ndarray, attributes: np.ndarray,
-                   g: int, num: int = SOLVED_LATENTS, item_weights: np.ndarray | None = None) -> Control | None:
+                   g: int, num: int = SOLVED_LATENTS,
+                   item_weights: np.ndarray | None = None) -> Control | None:
   """A nonnegative weighted set of the `num` latents lifting attribute g most, solved so that
   their combined logit effect matches g's items lifted over every other item.
 
@@ -158,8 +159,8 @@ def choose(sweep: SweepFn, candidates: Sequence[int], g: int, strengths: Sequenc
 
   `candidates` are single latents, `solved` weighted sets (`solved_control`); `base_shares[G]`
   the unedited top-10 shares of every attribute, `peers[G]` those selectivity compares g with
-  (`specificity.peer_mask(names)[g]`; default every other attribute). Returns `{"control": Control, "kind": "single" |
-  "solved" | "pair", "gain": float, "selectivity": float | None, "strength": float | None,
+  (`specificity.peer_mask(names)[g]`; default every other attribute). Returns `{"control":
+  Control, "kind": "single" | "solved" | "pair", "gain": float, "selectivity": float | None, "strength": float | None,
   "candidates": {latent: gain}, "candidate_selectivity": {latent: selectivity}}`: the chosen
   control's operating point and every single latent's (measured on the selection users).
   """

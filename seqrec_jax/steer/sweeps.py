@@ -128,7 +128,8 @@ def sweep_methods(evaluate: Evaluator, users: Users, ctx: SteerContext, names, g
 
   `all_shares@10` is `{attribute: [share per strength]}` over every attribute; `selectivity` and
   `new_item_precision` (None where no item is new) are per strength (`specificity`; selectivity
-  against the other attributes of the target's family), against `baseline` (`evaluate.ranked(users)`, computed if not given).
+  against the other attributes of the target's family), against `baseline`
+  (`evaluate.ranked(users)`, computed if not given).
   """
   all_names = evaluate.list_features.attribute_names
   base, base_top = evaluate.ranked(users) if baseline is None else baseline
