@@ -86,17 +86,7 @@ def run(config, workdir: str | pathlib.Path) -> dict:
                                             solved=solved, baseline=sel_base)
   ctx.controls = {n: {d: c[d]["control"] for d in c} for n, c in chosen.items()}
   shared = controls_lib.shared_controls(ctx.controls)
-  for name, c in chosen.items():
-    logging.info("steer %s: promote %s %s (gain %.3f, selectivity %s), suppress %s %s (gain %.3f, "
-                 "selectivity %s) on %d selection users", name, c["promote"]["kind"],
-                 c["promote"]["control"].to_json(), c["promote"]["gain"],
-                 _g(c["promote"]["selectivity"]), c["suppress"]["kind"],
-                 c["suppress"]["control"].to_json(), c["suppress"]["gain"],
-                 _g(c["suppress"]["selectivity"]), sel_base["num_users"])
-  for direction, groups in shared.items():
-    for group in groups:
-      logging.info("steer: %s share their %s control (measured best for each)",
-                   ", ".join(group), direction)
+  _log_choices(chosen, shared, sel_base["num_users"])
   # --- every method on the test users
   test_users = evaluate.users(rec.split.test, sae.layer)
   baseline, base_top = evaluate.ranked(test_users)
@@ -133,6 +123,20 @@ def run(config, workdir: str | pathlib.Path) -> dict:
 
 # What `selection.gains[name][direction]` records of each choice (`controls.choose`).
 _SELECTION_KEYS = ("gain", "candidates", "kind", "selectivity", "strength", "candidate_selectivity")
+
+
+def _log_choices(chosen: dict, shared: dict, num_users: int) -> None:
+  for name, c in chosen.items():
+    logging.info("steer %s: promote %s %s (gain %.3f, selectivity %s), suppress %s %s (gain %.3f, "
+                 "selectivity %s) on %d selection users", name, c["promote"]["kind"],
+                 c["promote"]["control"].to_json(), c["promote"]["gain"],
+                 _g(c["promote"]["selectivity"]), c["suppress"]["kind"],
+                 c["suppress"]["control"].to_json(), c["suppress"]["gain"],
+                 _g(c["suppress"]["selectivity"]), num_users)
+  for direction, groups in shared.items():
+    for group in groups:
+      logging.info("steer: %s share their %s control (measured best for each)",
+                   ", ".join(group), direction)
 
 
 def _g(value) -> str:
