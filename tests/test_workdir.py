@@ -186,3 +186,20 @@ def test_the_explorer_answers_409_once_a_stage_is_redone(old):
   with pytest.raises(ApiError, match="sae \\(train_sae\\) changed since it was loaded") as e:
     explorer.check_current()
   assert e.value.status == 409
+
+
+def test_each_slider_says_what_its_knob_did_on_the_test_users(old):
+  explorer = Explorer.load(old_workdir_config.get_config(), old)
+  steered = json.loads((old / "steer" / "results.json").read_text())
+  floor = steered["table"]["min_ndcg_ratio"] * steered["baseline"]["ndcg@10"]
+  for control in explorer.info({})["controls"]:
+    name, measured = control["attribute"], control["measured"]
+    curves = steered["methods"]["sae_effect"]["attributes"][name]
+    ok = [(sh, st) for st, sh, nd in zip(curves["strengths"], curves["share@10"], curves["ndcg@10"])
+          if st > 0 and nd >= floor]
+    assert measured["baseline_share"] == steered["baseline"]["share@10"][name]
+    if ok:
+      assert (measured["share"], measured["strength"]) == max(ok)
+    else:
+      assert measured["strength"] is None
+    assert control["shares_control_with"] == []  # the old steer stage recorded no sharing

@@ -108,6 +108,7 @@ class RankingAccumulator:
     self.share_sums = None
     self.count = 0
     self.recommended = np.zeros(num_items, bool)
+    self.exposure = np.zeros(num_items, np.int64)  # times each item is in a top-k list
 
   def add(self, per_user: dict, top_items, valid) -> None:
     valid = np.asarray(valid, bool)
@@ -122,6 +123,7 @@ class RankingAccumulator:
       self.sums[name] = self.sums.get(name, 0.0) + float(values.sum())
     self.count += int(valid.sum())
     self.recommended[top_items.ravel()] = True
+    self.exposure += np.bincount(top_items.ravel(), minlength=self.num_items)[:self.num_items]
     if self.tops is not None:
       self.tops.append(top_items)
 
@@ -139,4 +141,15 @@ class RankingAccumulator:
     if self.share_sums is not None:
       out[f"share@{self.k}"] = {name: float(v / count) for name, v in
                                 zip(self.list_features.attribute_names, self.share_sums)}
+      out[f"gini@{self.k}"] = gini(self.exposure[1:])
     return out
+
+
+def gini(exposure: np.ndarray) -> float:
+  """Gini coefficient `[0, 1]` of item exposure `[V-1]` (how often each real item is listed):
+  0 when every item is listed equally often, (n-1)/n when one item takes every slot."""
+  x = np.sort(np.asarray(exposure, np.float64))
+  n, total = len(x), x.sum()
+  if n == 0 or total == 0:
+    return 0.0
+  return float(2.0 * np.sum(np.arange(1, n + 1) * x) / (n * total) - (n + 1.0) / n)

@@ -182,7 +182,8 @@ class Explorer:
     users = [str(u) for u in s.dataset.interactions.user_ids]
     controls = [{"attribute": name, "latent": c["promote"].latents[0],
                  "label": self._label(c["promote"].latents[0]),
-                 "promote": c["promote"].to_json(), "suppress": c["suppress"].to_json()}
+                 "promote": c["promote"].to_json(), "suppress": c["suppress"].to_json(),
+                 "measured": self.knob_effect(name), "shares_control_with": self._sharing(name)}
                 for name, c in s.controls.items()]
     return finite({
         "workdir": self.name, "dataset": s.dataset.name, "layer": s.layer,
@@ -192,6 +193,36 @@ class Explorer:
         "max_edits": MAX_EDITS, "max_history": MAX_HISTORY,
         "attributes": self.attribute_names, "controls": controls, "presets": self.presets,
         "baseline": self.baseline, "num_dashboards": len(self.dashboards)})
+
+  def knob_effect(self, name: str) -> dict | None:
+    """What the attribute's knob did on the test users in the steer stage (its default method):
+    at the positive strength with the largest share keeping NDCG@10 >= the stage's ratio of the
+    baseline, the share against the unedited one, the selectivity (>= 1: its own attribute moved
+    most) and the share of the items it brought in that carry the attribute."""
+    method = self.steered.get("default_method", "sae_effect")
+    curves = self.steered.get("methods", {}).get(method, {}).get("attributes", {}).get(name)
+    baseline = self.steered.get("baseline")
+    if not curves or not baseline:
+      return None
+    floor = self.steered["table"]["min_ndcg_ratio"] * baseline["ndcg@10"]
+    ok = [i for i, (st, nd) in enumerate(zip(curves["strengths"], curves["ndcg@10"]))
+          if st > 0 and nd >= floor]
+    if not ok:
+      return {"strength": None, "baseline_share": baseline["share@10"].get(name)}
+    i = max(ok, key=lambda j: curves["share@10"][j])
+    pick = lambda key: (curves.get(key) or [None] * len(curves["strengths"]))[i]
+    return finite({"strength": curves["strengths"][i], "share": curves["share@10"][i],
+                   "baseline_share": baseline["share@10"].get(name),
+                   "ndcg_ratio": curves["ndcg@10"][i] / max(baseline["ndcg@10"], 1e-12),
+                   "selectivity": pick("selectivity"),
+                   "new_item_precision": pick("new_item_precision")})
+
+  def _sharing(self, name: str) -> list[str]:
+    """The attributes whose promoting control is the same as `name`'s (measured best for each)."""
+    for group in (self.steered.get("shared_controls") or {}).get("promote", []):
+      if name in group:
+        return [n for n in group if n != name]
+    return []
 
   def _label(self, latent: int) -> str | None:
     label = self.labels.get(int(latent)) or {}

@@ -24,7 +24,8 @@ from seqrec_jax.steer import specificity
 from seqrec_jax.steer.edits import parse_edit
 from seqrec_jax.steer.methods import METHODS, Control, Steer, SteerContext, score_unit
 
-CURVE_KEYS = ("share@10", "ndcg@10", "hr@10", "mrr@10", "coverage@10", "novelty@10", "ild@10")
+CURVE_KEYS = ("share@10", "ndcg@10", "hr@10", "mrr@10", "coverage@10", "novelty@10", "ild@10",
+              "gini@10")
 
 
 @dataclasses.dataclass(frozen=True)

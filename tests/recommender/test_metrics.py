@@ -112,3 +112,13 @@ def test_top_k_breaks_exact_ties_by_the_lower_item_id():
   # A tie at the k-th slot decides whether the target is a hit.
   hits = metrics.per_user_metrics(jnp.asarray(top), jnp.asarray([9, 11]))["hr"]
   np.testing.assert_array_equal(np.asarray(hits), [1.0, 0.0])
+
+
+def test_gini_of_exposure_against_the_mean_absolute_difference():
+  rng = np.random.default_rng(0)
+  for exposure in (rng.integers(0, 20, 50), np.ones(7), np.r_[np.zeros(9), 5.0]):
+    x = np.asarray(exposure, np.float64)
+    direct = np.abs(x[:, None] - x[None, :]).sum() / (2 * len(x) ** 2 * x.mean())
+    assert metrics.gini(exposure) == pytest.approx(direct)
+  assert metrics.gini(np.ones(7)) == 0.0
+  assert metrics.gini(np.r_[np.zeros(9), 5.0]) == pytest.approx(0.9)  # (n - 1) / n

@@ -74,7 +74,24 @@ function renderList(target, entries, options) {
   target.replaceChildren(...entries.map((e) => itemLine(e, options)));
 }
 
-function slider(name, label, title, latent) {
+function knobNote(c) {
+  // What the knob did on the test users (steer stage): share before -> after, selectivity.
+  const m = c.measured;
+  const parts = [];
+  if (m && m.strength !== null && m.strength !== undefined) {
+    const sel = m.selectivity === null || m.selectivity === undefined ? "" :
+      `, ${m.selectivity >= 1 ? "selective" : "moves others more"} (${m.selectivity.toFixed(1)})`;
+    parts.push(`test users at +${m.strength}: ${m.baseline_share.toFixed(2)} \u2192 ` +
+               `${m.share.toFixed(2)} of top 10${sel}`);
+  } else if (m) {
+    parts.push("no strength keeps NDCG@10 on the test users");
+  }
+  if (c.shares_control_with && c.shares_control_with.length)
+    parts.push(`same control as ${c.shares_control_with.join(", ")}`);
+  return parts.join("; ");
+}
+
+function slider(name, label, title, latent, note) {
   const limit = state.info.strength_limit;
   const value = state.strengths[name] || 0;
   const input = el("input", {type: "range", min: -limit, max: limit, step: 1, value,
@@ -83,6 +100,7 @@ function slider(name, label, title, latent) {
   const text = el("label", {}, label);
   if (latent !== undefined) text.append(el("span", {class: "muted"}, ` #${latent}`));
   const row = el("div", {class: "slider" + (value ? " active" : ""), title}, text, input, out);
+  if (note) row.append(el("small", {class: "muted knob"}, note));
   input.addEventListener("input", () => {
     const v = Number(input.value);
     out.textContent = v;
@@ -97,7 +115,8 @@ function renderSliders() {
   const info = state.info;
   $("#sliders").replaceChildren(...info.controls.map((c) =>
     slider(c.attribute, c.attribute,
-           `latent ${c.latent}${c.label ? " (labelled " + c.label + ")" : ""}`, c.latent)));
+           `latent ${c.latent}${c.label ? " (labelled " + c.label + ")" : ""}`, c.latent,
+           knobNote(c))));
   const picked = state.picked.map((j) => {
     const row = state.latents && state.latents[j];
     return slider(`#${j}`, `#${j} ${row && row.label ? row.label : ""}`, `latent ${j}`);
