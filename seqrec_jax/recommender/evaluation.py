@@ -150,7 +150,7 @@ def evaluate(
     params, model_cfg: ModelConfig, eval_arrays: input_pipeline.EvalArrays, *, batch_size: int,
     k: int = 10, filter_seen: bool = True, edit: hooks.LayerEdit | None = None,
     score_bias=None, list_features: metrics.ListFeatures | None = None,
-    layer_inputs: LayerInputs | None = None, return_top: bool = False,
+    layer_inputs: LayerInputs | None = None, return_top: bool = False, check_finite: bool = True,
 ) -> dict[str, float] | tuple[dict[str, float], np.ndarray]:
   """NDCG@k, HR@k, MRR@k and Coverage@k over all users (padding rows masked, none dropped).
 
@@ -159,7 +159,9 @@ def evaluate(
   `list_features` (optional) adds novelty, intra-list diversity and attribute shares;
   `layer_inputs` (optional, built from the same `eval_arrays` and `batch_size`) skips the
   layers before the edited one; `return_top` returns `(metrics, top[U, k])` with every valid
-  user's top-k items in the order of `eval_arrays` (the metrics unchanged).
+  user's top-k items in the order of `eval_arrays` (the metrics unchanged); `check_finite`
+  makes non-finite scores an error (training's own validation turns it off: a diverging run is
+  stopped by its loss check, which names the step).
   """
   acc = metrics.RankingAccumulator(model_cfg.num_items, k, list_features, keep_top=return_top)
   if layer_inputs is not None and layer_inputs.covers(edit):
@@ -173,6 +175,7 @@ def evaluate(
               for batch in eval_arrays.batches(batch_size))
   for per_user, top, batch in ranked:
     top = jax.device_get(top)
-    check_top(top, batch["valid"])
+    if check_finite:
+      check_top(top, batch["valid"])
     acc.add(jax.device_get(per_user), top, batch["valid"])
   return (acc.result(), acc.top_items()) if return_top else acc.result()

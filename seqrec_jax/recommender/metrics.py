@@ -122,8 +122,9 @@ class RankingAccumulator:
     for name, values in per_user.items():
       self.sums[name] = self.sums.get(name, 0.0) + float(values.sum())
     self.count += int(valid.sum())
-    self.recommended[top_items.ravel()] = True
-    self.exposure += np.bincount(top_items.ravel(), minlength=self.num_items)[:self.num_items]
+    listed = top_items[top_items >= 0]  # -1: a user whose scores were not finite
+    self.recommended[listed] = True
+    self.exposure += np.bincount(listed, minlength=self.num_items)[:self.num_items]
     if self.tops is not None:
       self.tops.append(top_items)
 

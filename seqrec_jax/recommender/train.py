@@ -185,7 +185,7 @@ def fit(config: ml_collections.ConfigDict, split: splits.Split, model_cfg: Model
   writer = MetricWriter(out_dir)
   if progress.step == 0:
     writer.write_hparams(hparams)
-  validate = functools.partial(evaluate, config, model_cfg, val_arrays)
+  validate = functools.partial(evaluate, config, model_cfg, val_arrays, check_finite=False)
 
   def on_boundary(host_state):
     val = validate(host_state.params)
