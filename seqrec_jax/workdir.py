@@ -59,6 +59,9 @@ class Layout:
   root: pathlib.Path
   sae_subdir: str = "sae"
 
+  def __post_init__(self):
+    object.__setattr__(self, "root", pathlib.Path(self.root))  # a str is welcome too
+
   @classmethod
   def of(cls, workdir, config=None) -> Layout:
     subdir = config.sae.subdir if config is not None and "sae" in config else "sae"
