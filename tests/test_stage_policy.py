@@ -213,3 +213,23 @@ def test_a_damaged_record_is_named_and_replaced_on_overwrite(tmp_path):
   run = stage_record.begin("x", tmp_path / "stage", tmp_path, {"a": 1},
                            outputs=("checkpoints", "results.json"), overwrite=True)
   assert run.results is None and not (tmp_path / "stage" / "results.json").exists()
+
+
+def test_an_inactive_variant_field_does_not_refuse_a_finished_sae(tmp_path):
+  from seqrec_jax.core import stage_record
+  from seqrec_jax.stages import sae as sae_stage
+  from tests.helpers import tiny_config
+
+  def begin(config):
+    return stage_record.begin("train_sae", tmp_path / "sae", tmp_path, sae_stage.settings(config),
+                              outputs=("results.json",), overwrite=False)
+
+  topk = tiny_config.get_sae_config(variant="topk")
+  stage_record.finish(tmp_path / "sae", begin(topk), {"variant": "topk"})
+  jumprelu_changed = tiny_config.get_sae_config(variant="topk")
+  jumprelu_changed.sae.l0_coeff = 0.5  # jumprelu's, inactive here
+  assert begin(jumprelu_changed).results == {"variant": "topk"}  # skipped as finished
+  k_changed = tiny_config.get_sae_config(variant="topk")
+  k_changed.sae.topk.k = 8  # the block name of the flat sae.k
+  with pytest.raises(StageMismatchError, match="sae.k: 32 -> 8"):
+    begin(k_changed)
