@@ -45,12 +45,12 @@ def _results(workdir):
           for p in sorted(workdir.rglob("results.json"))}
 
 
-def test_pipeline_killed_at_random_points_reruns_to_the_same_results(tmp_path):
+def test_pipeline_killed_at_a_random_point_reruns_to_the_same_results(tmp_path):
   reference = tmp_path / "reference"
   wall = _run_to_end(reference)
   expected = _results(reference)
   assert len(expected) == 4
-  for seed in (0, 1):
+  for seed in (0,):  # one kill point per CI run (each costs a partial and a full pipeline run)
     workdir = tmp_path / f"killed_{seed}"
     # Somewhere between start-up and the end of the steer stage, different for each seed.
     delay = np.random.default_rng(seed).uniform(0.25, 0.9) * wall
