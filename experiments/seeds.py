@@ -13,7 +13,6 @@ its own attribute most (selectivity >= 1).
 
 from __future__ import annotations
 
-import json
 import pathlib
 
 import numpy as np

@@ -106,7 +106,7 @@ def method_table(r) -> str:
       return share
     return f"{share} ({_f(sel[m][name], 1)})"
 
-  rows = [f"| attribute | baseline | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
+  rows = ["| attribute | baseline | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
   for name in t["share_at_min_ndcg"][methods[0]] if methods else ():
     rows.append(f"| {name} | {_f(base[name])} | " + " | ".join(cell(m, name) for m in methods)
                 + " |")

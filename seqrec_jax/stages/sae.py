@@ -20,7 +20,6 @@ import pathlib
 import time
 
 import ml_collections
-import numpy as np
 from absl import logging
 
 from seqrec_jax import workdir as workdir_lib

@@ -1,35 +1,23 @@
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seqrec_jax import sae
-from seqrec_jax.data.splits import EvalSet, make_sequences
-from seqrec_jax.recommender import evaluation, hooks, input_pipeline, metrics
-from seqrec_jax.recommender.model import ModelConfig, init_params
+from seqrec_jax.recommender import evaluation, hooks, input_pipeline
 from seqrec_jax.steer import controls, methods
 from seqrec_jax.steer.edits import resolve_edits
 from seqrec_jax.steer.methods import Control
 from seqrec_jax.steer.sweeps import composite_edits, parse_composites
 
-D, M, V, L, G = 16, 48, 40, 8, 3
+from tests.helpers import small_steer
+
+D, M, V, L, G = (small_steer.SWEEP_D, small_steer.SWEEP_M, small_steer.SWEEP_V, small_steer.SWEEP_L,
+                 small_steer.SWEEP_G)
 
 
 @pytest.fixture(scope="module")
 def setup():
-  cfg = ModelConfig(kind="sasrec", num_items=V, max_len=L, hidden_dim=D, num_blocks=2, num_heads=2,
-                    mlp_dim=32, dropout_rate=0.0)
-  params = init_params(cfg, jax.random.PRNGKey(1))
-  rng = np.random.default_rng(0)
-  histories = [rng.integers(1, V, rng.integers(2, 12)) for _ in range(37)]
-  evalset = EvalSet(make_sequences(histories, np.arange(37)), rng.integers(1, V, 37).astype(np.int32))
+  cfg, params, evalset, trained, attributes, features, _ = small_steer.sweep_setup()
   arrays = input_pipeline.make_eval_arrays(evalset, kind="sasrec", max_len=L, batch_size=16)
-  config = sae.SAEConfig(variant="relu_l1", input_dim=D, dict_size=M)
-  trained = sae.TrainedSAE(config, sae.init_variables(config, jax.random.PRNGKey(2)),
-                           sae.Normalizer(jnp.linspace(-1, 1, D), jnp.asarray(2.0, jnp.float32)))
-  attributes = rng.random((V, G)) < 0.3
-  attributes[0] = False
-  features = metrics.ListFeatures(rng.integers(1, 50, V), attributes, ["a", "b", "c"])
   return cfg, params, arrays, trained, attributes, features
 
 
