@@ -180,8 +180,8 @@ class Explorer:
   def info(self, query) -> dict:
     s = self.steerer
     users = [str(u) for u in s.dataset.interactions.user_ids]
-    controls = [{"attribute": name, "latent": c["promote"].latents[0],
-                 "label": self._label(c["promote"].latents[0]),
+    controls = [{"attribute": name, "latent": _main_latent(c["promote"]),
+                 "label": self._label(_main_latent(c["promote"])),
                  "promote": c["promote"].to_json(), "suppress": c["suppress"].to_json(),
                  "measured": self.knob_effect(name), "shares_control_with": self._sharing(name)}
                 for name, c in s.controls.items()]
@@ -331,3 +331,7 @@ class Explorer:
                     for j, c, a in zip(result.latents[:top], result.contributions[:top],
                                        result.activations[:top])]})
 
+
+def _main_latent(control) -> int:
+  """The latent a control weighs most (a solved control's first latent may weigh 0.08)."""
+  return int(max(zip(control.weights, control.latents))[1])
